@@ -1,0 +1,131 @@
+"""Checkpoints: one file with the model type, configs, weights, history, data source and library versions.
+
+Written atomically (a temporary file in the same folder, then a rename) so a crash never leaves half a file.
+Read with `torch.load(..., weights_only=True)`, which never unpickles code, and checked field by field, so a
+corrupt, truncated or foreign file raises CheckpointError and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+from torch import nn
+
+from cae.config import ConfigError, config_from_dict
+from cae.registry import build_model, model_type
+from cae.training import TrainConfig
+
+FORMAT = "cae-explorer-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable CAE Explorer checkpoint; the message says why."""
+
+
+def library_versions() -> dict[str, str]:
+    import torchvision
+
+    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__), "python": platform.python_version()}
+
+
+@dataclass
+class Checkpoint:
+    model_type: str  # a name in cae.registry.MODEL_TYPES
+    model_config: dict[str, Any]  # fields of that type's config dataclass
+    state_dict: dict[str, torch.Tensor]
+    train_config: dict[str, Any] | None = None  # fields of TrainConfig; None for weights from elsewhere
+    history: dict[str, Any] = field(default_factory=dict)  # cae.training.History as a dict
+    data_source: str = ""  # cae.data.FULL or SAMPLE
+    metrics: dict[str, Any] = field(default_factory=dict)  # val_mse, test_mse, pca_mse, steps, ...
+    versions: dict[str, str] = field(default_factory=library_versions)
+
+    def build_model(self) -> nn.Module:
+        """The network with these weights, on the CPU, in eval mode."""
+        model = build_model(self.model_type, self.model_config)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as error:
+            raise CheckpointError(f"the weights do not fit the {self.model_type!r} model: {error}") from error
+        return model.eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "model_type": self.model_type,
+                "model_config": self.model_config, "train_config": self.train_config,
+                "state_dict": self.state_dict, "history": self.history, "data_source": self.data_source,
+                "metrics": self.metrics, "versions": self.versions}
+
+
+def to_bytes(checkpoint: Checkpoint) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(checkpoint.to_dict(), buffer)
+    return buffer.getvalue()
+
+
+def save(checkpoint: Checkpoint, path: str | Path) -> Path:
+    """Write atomically: readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = to_bytes(checkpoint)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(source: str | Path | bytes | BinaryIO, *, name: str | None = None) -> Checkpoint:
+    """Read a checkpoint from a path, bytes or a file object; CheckpointError for anything unusable."""
+    label = name or (str(source) if isinstance(source, (str, Path)) else "the file")
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        raw = torch.load(source, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{label} does not exist") from error
+    except Exception as error:  # pickle, zip and unsupported-global errors all mean "not ours"
+        raise CheckpointError(f"{label} is not a readable checkpoint (corrupt, truncated or another format): "
+                              f"{type(error).__name__}") from error
+    try:
+        return _checked(raw)
+    except (CheckpointError, ConfigError) as error:
+        raise CheckpointError(f"{label}: {error}") from error
+
+
+def _checked(raw: Any) -> Checkpoint:
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError("not a CAE Explorer checkpoint (a model file from somewhere else?)")
+    if raw.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint format version {raw.get('version')!r}; this app reads version {VERSION}")
+    kind = model_type(raw.get("model_type"))
+    config_from_dict(kind.config_class, raw.get("model_config"))
+    if raw.get("train_config") is not None:
+        config_from_dict(TrainConfig, raw["train_config"])
+    state = raw.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError("the weights are missing or are not tensors")
+    checkpoint = Checkpoint(
+        model_type=kind.name, model_config=raw["model_config"], state_dict=state,
+        train_config=raw.get("train_config"), history=raw.get("history") or {},
+        data_source=str(raw.get("data_source") or ""), metrics=raw.get("metrics") or {},
+        versions=raw.get("versions") or {})
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise CheckpointError("the weights contain NaN or infinite numbers")
+    checkpoint.build_model()  # the weights must fit the architecture the config describes
+    return checkpoint
+
+
+DEFAULT_CHECKPOINT = Path(__file__).parent / "pretrained" / "default.pt"  # made by the command in README.md

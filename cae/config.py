@@ -1,0 +1,41 @@
+"""Validation shared by every config dataclass, so the UI, the command lines and a loaded file get one message."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Container
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or out of range; the message names it and what is allowed."""
+
+
+def check_range(name: str, value: Any, low: float, high: float, *, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or (not integer and not math.isfinite(value)):
+        raise ConfigError(f"{name} must be {'a whole number' if integer else 'a number'}, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Container[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def config_from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """Build and validate a config dataclass from plain data (a checkpoint, a form), rejecting unknown keys."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{cls.__name__} must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
+    try:
+        return cls(**values).validate()
+    except TypeError as error:  # e.g. an unhashable value in a frozen dataclass
+        raise ConfigError(f"bad {cls.__name__}: {error}") from error

@@ -1,0 +1,103 @@
+"""The convolutional autoencoder of "Convolutional Autoencoder for Dummies", and its config.
+
+Pure PyTorch: no files, no Streamlit, no argument parsing. The decoder mirrors the encoder; with tied weights
+(the post's choice) each transposed convolution uses the very weight tensor of the matching encoder convolution,
+which is the post's lesson in code: a "deconvolution" is a full convolution with the kernel rotated 180 degrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cae.config import ConfigError, check_choice, check_range
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid}
+CHANNELS = 32  # filters in each convolution, as in the post
+KERNEL = 5  # 5x5 kernels: 28 -> 24 -> (pool) 12 -> 8 -> (pool) 4
+FLAT = CHANNELS * 4 * 4  # 512 numbers between the convolutions and the code
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    code_size: int = 32  # numbers in the code between encoder and decoder
+    dropout: float = 0.0  # on the flattened 512 features and on the code; the post used 0.5
+    tied_weights: bool = True  # decoder's transposed convs reuse the encoder's conv weights (the post's choice)
+    activation: str = "tanh"  # after each hidden conv / transposed conv and the decoder's dense layer
+
+    RANGES = {"code_size": (1, 256), "dropout": (0.0, 0.9)}  # class constant, not a field
+
+    def validate(self) -> "ModelConfig":
+        """Return self, or raise ConfigError naming the first field that is out of range."""
+        check_range("code_size", self.code_size, *self.RANGES["code_size"], integer=True)
+        check_range("dropout", self.dropout, *self.RANGES["dropout"])
+        check_choice("activation", self.activation, ACTIVATIONS)
+        if not isinstance(self.tied_weights, bool):
+            raise ConfigError(f"tied_weights must be true or false, got {self.tied_weights!r}")
+        return self
+
+
+class ConvAutoencoder(nn.Module):
+    """conv-pool-conv-pool-dense code, mirrored by dense-upscale-deconv-upscale-deconv; output in [0, 1]."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config.validate()
+        self.act = ACTIVATIONS[config.activation]
+        self.conv1 = nn.Conv2d(1, CHANNELS, KERNEL)  # weight (32, 1, 5, 5)
+        self.conv2 = nn.Conv2d(CHANNELS, CHANNELS, KERNEL)  # weight (32, 32, 5, 5)
+        self.encode_dense = nn.Linear(FLAT, config.code_size)
+        self.decode_dense = nn.Linear(config.code_size, FLAT)
+        self.dropout = nn.Dropout(config.dropout)
+        # A transposed conv's bias belongs to its own output channels, so it is never shared.
+        self.deconv2_bias = nn.Parameter(torch.zeros(CHANNELS))
+        self.deconv1_bias = nn.Parameter(torch.zeros(1))
+        if not config.tied_weights:
+            self.deconv2_weight = nn.Parameter(self.conv2.weight.detach().clone())
+            self.deconv1_weight = nn.Parameter(self.conv1.weight.detach().clone())
+
+    # The transposed convs' weights: the encoder's own tensors when tied (no copy), else the decoder's.
+    @property
+    def deconv2_w(self) -> torch.Tensor:
+        return self.conv2.weight if self.config.tied_weights else self.deconv2_weight
+
+    @property
+    def deconv1_w(self) -> torch.Tensor:
+        return self.conv1.weight if self.config.tied_weights else self.deconv1_weight
+
+    def encoder_stages(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (name, tensor) after each encoder stage; the last one is the code."""
+        h = self.act(self.conv1(x)); yield "conv1", h  # (B, 32, 24, 24)
+        h = F.max_pool2d(h, 2); yield "pool1", h  # (B, 32, 12, 12)
+        h = self.act(self.conv2(h)); yield "conv2", h  # (B, 32, 8, 8)
+        h = F.max_pool2d(h, 2); yield "pool2", h  # (B, 32, 4, 4)
+        h = self.dropout(h.flatten(1)); yield "flatten", h  # (B, 512)
+        yield "code", self.encode_dense(h)  # (B, code); linear, so its numbers take any sign and size
+
+    def decoder_stages(self, code: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (name, tensor) after each decoder stage; the last one is the image."""
+        h = self.act(self.decode_dense(self.dropout(code))); yield "dense", h  # (B, 512)
+        h = h.view(-1, CHANNELS, 4, 4); yield "reshape", h
+        h = F.interpolate(h, scale_factor=2, mode="nearest"); yield "upscale2", h  # (B, 32, 8, 8)
+        h = self.act(F.conv_transpose2d(h, self.deconv2_w, self.deconv2_bias)); yield "deconv2", h  # (B, 32, 12, 12)
+        h = F.interpolate(h, scale_factor=2, mode="nearest"); yield "upscale1", h  # (B, 32, 24, 24)
+        yield "deconv1", torch.sigmoid(F.conv_transpose2d(h, self.deconv1_w, self.deconv1_bias))  # (B, 1, 28, 28)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 28, 28) images in [0, 1] -> (B, code_size) codes."""
+        for _, h in self.encoder_stages(x):
+            pass
+        return h
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        """(B, code_size) codes -> (B, 1, 28, 28) images in [0, 1]."""
+        for _, h in self.decoder_stages(code):
+            pass
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))

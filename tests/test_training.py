@@ -1,0 +1,124 @@
+"""The steppable trainer and its background runner, on real MNIST digits."""
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from cae.config import ConfigError
+from cae.model import ModelConfig
+from cae.training import Trainer, TrainConfig, TrainingRunner
+
+
+def trainer(data, **settings) -> Trainer:
+    """A small run on real digits; 1,000 test digits keep each end-of-epoch validation short."""
+    settings = {"epochs": 1, "train_subset": 512, "batch_size": 64, **settings}
+    small = replace(data, val_images=data.val_images[:1000], val_labels=data.val_labels[:1000])
+    return Trainer(ModelConfig(), TrainConfig(**settings), small)
+
+
+def run(t: Trainer, steps: int) -> list[float]:
+    return [t.step().loss for _ in range(steps)]
+
+
+def test_loss_falls_and_an_epoch_ends_with_validation(mnist):
+    t = trainer(mnist, learning_rate=3e-3)
+    losses = run(t, t.steps_per_epoch)
+    assert t.finished and t.step_count == 8
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+    assert len(t.history.val_mse) == 1 and t.history.val_step == [8]
+    assert 0 < t.history.val_mse[0] < 0.2
+    assert t.history.samples_per_s > 0
+    with pytest.raises(RuntimeError):
+        t.step()
+
+
+def test_same_seed_same_run_other_seed_other_run(mnist):
+    a, b, c = (run(trainer(mnist, seed=s), 4) for s in (3, 3, 4))
+    assert a == b
+    assert a != c
+
+
+@pytest.mark.parametrize("settings", [{"optimizer": "sgd", "learning_rate": 0.1}, {"loss": "bce"},
+                                      {"schedule": "cosine"}])
+def test_other_optimizer_loss_and_schedule_train(mnist, settings):
+    losses = run(trainer(mnist, **settings), 8)
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_a_non_finite_loss_stops_and_puts_back_the_last_finite_weights(mnist):
+    t = trainer(mnist)
+    run(t, 2)
+    last_finite = [p.detach().clone() for p in t.model.parameters()]  # step 3's loss is computed with these
+    run(t, 1)
+    with torch.no_grad():
+        t.model.conv1.weight[0, 0, 0, 0] = float("nan")  # as a diverging update would leave it
+    result = t.step()
+    assert result.stop_reason and "nan" in result.stop_reason and "learning rate" in result.stop_reason
+    assert t.finished and t.step_count == 3
+    assert all(torch.equal(a, b) for a, b in zip(last_finite, t.model.parameters()))
+
+
+def test_a_huge_learning_rate_ends_in_a_clear_stop_not_a_crash(mnist):
+    t = trainer(mnist, learning_rate=10.0, optimizer="sgd", epochs=3)
+    while not t.finished:
+        t.step()
+    if t.stop_reason:  # diverged: the weights kept must still be finite
+        assert "learning rate" in t.stop_reason
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+
+
+def test_training_subset_and_filters(mnist):
+    t = trainer(mnist, train_subset=100, batch_size=30)
+    assert len(t.train_images) == 100 and t.steps_per_epoch == 4
+    filters = t.filters()
+    assert filters["conv1"].shape == (32, 5, 5) and filters["conv2"].shape == (32, 32, 5, 5)
+    run(t, 1)
+    assert not np.array_equal(filters["conv1"], t.filters()["conv1"])  # a snapshot, not a view
+
+
+@pytest.mark.parametrize("settings", [{"learning_rate": 0}, {"batch_size": 0}, {"optimizer": "rmsprop"},
+                                      {"loss": "l1"}, {"epochs": 1.5}, {"learning_rate": float("nan")}])
+def test_bad_training_settings_are_refused(mnist, settings):
+    with pytest.raises(ConfigError, match=next(iter(settings))):
+        trainer(mnist, **settings)
+
+
+def test_runner_pauses_resumes_and_stops_between_steps(mnist):
+    runner = TrainingRunner(trainer(mnist, epochs=50))
+    assert runner.state == "ready"
+    assert runner.start() and not runner.start()  # a second start starts nothing
+    time.sleep(0.3)
+    runner.pause()
+    time.sleep(0.2)  # let the step in flight finish
+    with runner.lock:
+        paused_at = runner.trainer.step_count
+    time.sleep(0.4)
+    assert runner.state == "paused" and runner.trainer.step_count == paused_at > 0
+    runner.resume()
+    time.sleep(0.3)
+    assert runner.trainer.step_count > paused_at
+    runner.stop()
+    runner.join(30)
+    assert not runner.alive and runner.state == "stopped"
+    assert runner.trainer.stop_reason == "stopped by the user"
+
+
+def test_runner_stop_while_paused_ends_the_thread(mnist):
+    runner = TrainingRunner(trainer(mnist, epochs=50))
+    runner.pause()
+    runner.start()
+    runner.stop()
+    runner.join(30)
+    assert not runner.alive and runner.state == "stopped"
+
+
+def test_an_exception_in_the_thread_is_kept_for_the_page(mnist, monkeypatch):
+    t = trainer(mnist)
+    monkeypatch.setattr(t, "step", lambda: 1 / 0)
+    runner = TrainingRunner(t)
+    runner.start()
+    runner.join(30)
+    assert runner.state == "failed" and "ZeroDivisionError" in runner.error

@@ -80,6 +80,7 @@ def save(checkpoint: Checkpoint, path: str | Path) -> Path:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; a checkpoint is an ordinary file
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -1,28 +1,11 @@
 """Canvas and uploads -> 28x28 model input made the MNIST way."""
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from cae.preprocess import ImageError, load_upload, to_model_input
-
-SEVEN = [(0.1, 0.05), (0.9, 0.05), (0.45, 1.0)]  # a "7" in unit coordinates
-FOUR = [[(0.6, 1.0), (0.6, 0.0), (0.0, 0.65), (0.85, 0.65)]]
-
-
-def canvas(strokes, *, left=60, top=40, size=200, pen=18, side=280, transparent=False) -> np.ndarray:
-    """A drawing as streamlit-drawable-canvas returns it: RGBA, white pen on black (or on transparent)."""
-    image = Image.new("RGBA", (side, side), (0, 0, 0, 0 if transparent else 255))
-    draw = ImageDraw.Draw(image)
-    for stroke in strokes:
-        points = [(left + x * size, top + y * size) for x, y in stroke]
-        draw.line(points, fill=(255, 255, 255, 255), width=pen, joint="curve")
-        for x, y in points:  # round caps, as a pen leaves
-            draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=(255, 255, 255, 255))
-    return np.asarray(image)
-
+from tests.drawing import FOUR, SEVEN, canvas, encode as png
 
 def centre_of_mass(image):
     rows, cols = np.indices(image.shape)
@@ -34,7 +17,7 @@ def ink_box(image, level=0.05):
     return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
 
 
-@pytest.mark.parametrize("strokes", [[SEVEN], FOUR])
+@pytest.mark.parametrize("strokes", [SEVEN, FOUR])
 def test_result_is_28x28_in_0_1_with_the_centre_of_mass_at_the_centre_and_ink_within_20x20(strokes):
     out = to_model_input(canvas(strokes))
     assert out.shape == (28, 28) and out.dtype == np.float32
@@ -60,11 +43,11 @@ def test_a_thin_pen_is_thickened_to_mnist_strokes():
 
 
 def test_transparent_background_keeps_the_ink_in_alpha():
-    assert np.allclose(to_model_input(canvas([SEVEN], transparent=True)), to_model_input(canvas([SEVEN])), atol=0.02)
+    assert np.allclose(to_model_input(canvas(SEVEN, transparent=True)), to_model_input(canvas(SEVEN)), atol=0.02)
 
 
 def test_dark_ink_on_a_light_upload_is_inverted():
-    drawing = canvas([SEVEN])[..., :3]
+    drawing = canvas(SEVEN)[..., :3]
     inverted = 255 - drawing  # black ink on white paper, RGB
     assert np.allclose(to_model_input(inverted), to_model_input(drawing), atol=1e-5)
     grey = inverted[..., 0]  # and as a greyscale picture
@@ -87,14 +70,8 @@ def test_real_mnist_digits_blown_up_to_canvas_size_come_back_as_themselves(mnist
     assert np.median(errors) < 0.035 and np.median(correlations) > 0.96
 
 
-def png(array, fmt="PNG") -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(array).save(out, format=fmt)
-    return out.getvalue()
-
-
 def test_uploads_png_and_jpeg_are_read():
-    drawing = canvas([SEVEN])
+    drawing = canvas(SEVEN)
     assert load_upload(png(drawing)).shape == (280, 280, 4)
     jpeg = load_upload(png(drawing[..., :3], "JPEG"))
     assert np.corrcoef(to_model_input(jpeg).ravel(), to_model_input(drawing).ravel())[0, 1] > 0.98

@@ -1,0 +1,124 @@
+"""CAE Explorer home page: draw, pick or upload a digit and watch the convolutional autoencoder reconstruct it.
+
+Run with `streamlit run app.py`. The Train page (pages/) trains models live; the sidebar's model choice is shared.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from cae import explore, figures, preprocess, ui
+from cae.ui import Key
+
+CANVAS_SIZE = 280  # 10x MNIST's 28; the default pen then draws strokes of MNIST's relative width
+SAMPLES_SHOWN = 32
+
+st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")
+
+
+def clear_canvas() -> None:
+    st.session_state[Key.CANVAS_ROUND] = st.session_state.get(Key.CANVAS_ROUND, 0) + 1
+
+
+def canvas_key() -> str:
+    return f"canvas-{st.session_state.get(Key.CANVAS_ROUND, 0)}"
+
+
+def drawn_digit() -> np.ndarray | None:
+    left, right = st.columns([2, 1])
+    with left:
+        pen = st.slider("Pen width", 5, 40, 20, key=Key.PEN, help="MNIST's strokes are about a tenth of the digit's height.")
+        drawing = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000",
+                            width=CANVAS_SIZE, height=CANVAS_SIZE, drawing_mode="freedraw",
+                            return_image_data=True, key=canvas_key())
+        st.button("Clear", on_click=clear_canvas, key="clear_canvas")
+    image = None if drawing.image_data is None else preprocess.to_model_input(drawing.image_data)
+    with right:
+        if image is None:
+            st.info("Draw a digit on the black square: the reconstruction appears when you lift the pen.")
+        else:
+            st.plotly_chart(figures.digit_panels([("What the model sees", image)], height=250),
+                            key="model-input", width="stretch")
+            st.caption("Scaled into 20x20 and centred by its centre of mass in 28x28, as MNIST made its digits.")
+    return image
+
+
+def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
+    data = ui.shared_data()
+    images, labels = data.val_images, data.val_labels
+    how_col, what_col, sort_col = st.columns(3)
+    how = how_col.radio("Choose", ["By index", "By digit", "At random"], horizontal=True, key=Key.PICK_HOW)
+    digit = start = seed = None
+    if how == "By index":
+        start = what_col.number_input(f"First index (0 to {len(images) - 1})", 0, len(images) - 1, 0, key=Key.PICK_START)
+    elif how == "By digit":
+        digit = what_col.selectbox("Digit", list(range(10)), key=Key.PICK_DIGIT)
+    else:
+        seed = st.session_state.setdefault(Key.PICK_SEED, 0)
+        what_col.button("Draw again", on_click=lambda: st.session_state.update({Key.PICK_SEED: seed + 1}))
+    worst = sort_col.toggle("Worst reconstructions first", key=Key.PICK_WORST,
+                            help="Score every digit in the pool and show those the model reconstructs worst.")
+    if worst and how != "At random":
+        indices = worst_indices(chosen, labels, digit)
+    else:
+        indices = explore.choose_samples(labels, digit=digit, start=start or 0, count=SAMPLES_SHOWN, seed=seed)
+    scored = explore.score_samples(chosen.model, images, indices)
+    if worst:
+        order = np.argsort(-scored.mse)
+        scored = explore.ScoredSamples(*(a[order] for a in (scored.indices, scored.originals, scored.outputs, scored.mse)))
+    tags = [f"#{i} {m:.3f}" for i, m in zip(scored.indices, scored.mse)]
+    st.plotly_chart(figures.comparison_grid(scored.originals, scored.outputs, tags,
+                                            title=f"MNIST {data.val_name} digits (top) and reconstructions (below); "
+                                                  f"label: index and MSE"),
+                    key="sample-grid", width="stretch")
+    options = list(range(len(scored.indices)))
+    choice = st.selectbox("Open in the result view", options, key=Key.PICKED,
+                          format_func=lambda k: f"#{scored.indices[k]}: a {int(labels[scored.indices[k]])}, "
+                                                f"MSE {scored.mse[k]:.4f}")
+    return scored.originals[choice or 0]
+
+
+def worst_indices(chosen: ui.ChosenModel, labels, digit: int | None) -> np.ndarray:
+    """The pool's worst-reconstructed digits, scored once per model and pool in this session."""
+    cache = st.session_state.setdefault(Key.POOL_MSE, {})
+    key = (chosen.label, id(chosen.model), digit)
+    if key not in cache:
+        pool = explore.choose_samples(labels, digit=digit, count=len(labels))
+        with st.spinner(f"Scoring {len(pool):,} digits ..."):
+            cache[key] = (pool, explore.score_samples(chosen.model, ui.shared_data().val_images, pool).mse)
+    pool, mse = cache[key]
+    return pool[np.argsort(-mse)[:SAMPLES_SHOWN]]
+
+
+def uploaded_digit() -> np.ndarray | None:
+    upload = st.file_uploader("A picture of one digit (PNG or JPEG)", type=["png", "jpg", "jpeg"],
+                              key=Key.DIGIT_UPLOAD, help="Dark ink on light paper is inverted automatically.")
+    if upload is None:
+        return None
+    try:
+        image = preprocess.to_model_input(preprocess.load_upload(upload.getvalue()))
+    except preprocess.ImageError as error:
+        st.error(f"{upload.name}: {error}")
+        return None
+    if image is None:
+        st.warning(f"{upload.name}: no digit found in this picture (it looks empty).")
+    return image
+
+
+chosen = ui.model_sidebar()
+data = ui.shared_data()
+st.title("CAE Explorer")
+st.caption(f"A convolutional autoencoder squeezes each 28x28 digit into {chosen.checkpoint.model_config['code_size']} "
+           f"numbers and rebuilds it. Model: **{chosen.label}** · data: {data.describe()}.")
+source = st.radio("Input", ["Draw", "Pick from MNIST", "Upload"], horizontal=True, key=Key.SOURCE)
+if source == "Draw":
+    digit = drawn_digit()
+elif source == "Pick from MNIST":
+    digit = picked_digit(chosen)
+else:
+    digit = uploaded_digit()
+if digit is not None:
+    st.subheader("Reconstruction")
+    ui.show_reconstruction(chosen.model, digit, key="result")

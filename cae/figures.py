@@ -1,0 +1,114 @@
+"""Plotly figure builders for every page: digits, errors, codes, sample grids, loss curves, filters. No st.* here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torchvision.utils import make_grid
+
+GREY = [[0, "black"], [1, "white"]]
+ERROR = "Reds"
+DIVERGING = "RdBu_r"  # kernels: blue negative, red positive, white at zero
+GRID_PAD = 2
+
+
+def _square_axes(fig: go.Figure, rows: int, cols: int) -> None:
+    """Square pixels, image orientation (row 0 at the top), no ticks."""
+    for i in range(1, rows * cols + 1):
+        suffix = "" if i == 1 else str(i)
+        fig.update_layout({f"xaxis{suffix}": dict(visible=False, constrain="domain"),
+                           f"yaxis{suffix}": dict(visible=False, autorange="reversed",
+                                                  scaleanchor=f"x{suffix}", constrain="domain")})
+
+
+def digit_panels(panels: Sequence[tuple[str, np.ndarray]], *, error_panel: int | None = None,
+                 height: int = 260) -> go.Figure:
+    """Side-by-side 28x28 images, pixels sharp (no smoothing); the error panel, if any, on a red scale."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for title, _ in panels],
+                        horizontal_spacing=0.04)
+    for i, (title, image) in enumerate(panels):
+        is_error = i == error_panel
+        fig.add_trace(go.Heatmap(z=image, zmin=0, zmax=float(max(image.max(), 1e-3)) if is_error else 1,
+                                 colorscale=ERROR if is_error else GREY, showscale=False, name=title,
+                                 hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"), 1, i + 1)
+    _square_axes(fig, 1, len(panels))
+    fig.update_layout(height=height, margin=dict(l=5, r=5, t=30, b=5))
+    return fig
+
+
+def code_chart(code: np.ndarray) -> go.Figure:
+    code = np.asarray(code).ravel()
+    fig = go.Figure(go.Bar(x=np.arange(len(code)), y=code, marker_color=np.where(code >= 0, "#d62728", "#1f77b4"),
+                           hovertemplate="code[%{x}] = %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=f"The code: {len(code)} numbers", height=220, margin=dict(l=5, r=5, t=35, b=5),
+                      xaxis_title="code index", bargap=0.1)
+    return fig
+
+
+def comparison_grid(originals: np.ndarray, reconstructions: np.ndarray, labels: Sequence[str], *,
+                    per_row: int = 8, title: str = "") -> go.Figure:
+    """Originals over their reconstructions, `per_row` samples a row, each labelled (index, MSE)."""
+    count = len(originals)
+    tiles = []
+    for start in range(0, count, per_row):
+        row = slice(start, min(start + per_row, count))
+        padding = per_row - (row.stop - row.start)
+        for block in (originals[row], reconstructions[row]):
+            tiles.extend(list(block) + [np.zeros((28, 28), np.float32)] * padding)
+    grid = make_grid(torch.as_tensor(np.asarray(tiles, np.float32)).unsqueeze(1), nrow=per_row, padding=GRID_PAD,
+                     pad_value=0.35)[0].numpy()
+    fig = go.Figure(go.Heatmap(z=grid, zmin=0, zmax=1, colorscale=GREY, showscale=False, hoverinfo="skip"))
+    step = 28 + GRID_PAD
+    for i, label in enumerate(labels):
+        fig.add_annotation(x=(i % per_row) * step + GRID_PAD, y=(i // per_row) * 2 * step + GRID_PAD, text=label,
+                           showarrow=False, xanchor="left", yanchor="top", font=dict(size=9, color="#ffd54f"))
+    _square_axes(fig, 1, 1)
+    rows = 2 * -(-count // per_row)
+    fig.update_layout(title=title, height=70 + rows * 62, margin=dict(l=5, r=5, t=35 if title else 5, b=5))
+    return fig
+
+
+def smooth(values: Sequence[float], weight: float = 0.9) -> np.ndarray:
+    """Exponential moving average with bias correction, as TensorBoard draws it."""
+    out, average = np.empty(len(values)), 0.0
+    for i, value in enumerate(values):
+        average = weight * average + (1 - weight) * value
+        out[i] = average / (1 - weight ** (i + 1))
+    return out
+
+
+def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Sequence[float], *,
+               loss_name: str = "MSE", log_scale: bool = False, pca_mse: float | None = None) -> go.Figure:
+    steps = np.arange(1, len(train_loss) + 1)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=steps, y=train_loss, name=f"training {loss_name} (each step)", mode="lines",
+                             line=dict(color="rgba(31,119,180,0.3)", width=1)))
+    fig.add_trace(go.Scatter(x=steps, y=smooth(train_loss), name="training, smoothed", mode="lines",
+                             line=dict(color="#1f77b4", width=2)))
+    fig.add_trace(go.Scatter(x=list(val_step), y=list(val_mse), name="validation MSE (each epoch)",
+                             mode="lines+markers", line=dict(color="#d62728", width=2)))
+    if pca_mse is not None:
+        fig.add_hline(y=pca_mse, line_dash="dot", line_color="grey", annotation_text=f"PCA {pca_mse:.4f}")
+    fig.update_layout(title="Loss", xaxis_title="step", yaxis_title="loss", yaxis_type="log" if log_scale else "linear",
+                      height=340, margin=dict(l=5, r=5, t=40, b=5), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def kernel_grid(kernels: np.ndarray, *, title: str, per_row: int = 8) -> go.Figure:
+    """(N, 5, 5) kernels as a grid of heatmaps on one colour scale centred at zero."""
+    count = len(kernels)
+    rows = -(-count // per_row)
+    limit = float(np.abs(kernels).max()) or 1.0
+    fig = make_subplots(rows=rows, cols=per_row, horizontal_spacing=0.01, vertical_spacing=0.02)
+    for i, kernel in enumerate(kernels):
+        fig.add_trace(go.Heatmap(z=kernel, zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING,
+                                 showscale=i == 0, name=f"#{i}",
+                                 hovertemplate=f"kernel {i}" + " [%{y},%{x}] = %{z:.3f}<extra></extra>",
+                                 colorbar=dict(thickness=10, len=0.9)), i // per_row + 1, i % per_row + 1)
+    _square_axes(fig, rows, per_row)
+    fig.update_layout(title=title, height=60 + rows * 70, margin=dict(l=5, r=5, t=40, b=5))
+    return fig

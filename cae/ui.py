@@ -1,0 +1,159 @@
+"""The Streamlit pieces every page shares: session-state keys, cached shared objects, the sidebar model choice,
+and the reconstruction view. Importable without a running app; call the functions only from a page.
+
+Shared objects (`st.cache_resource`) are read-only: the default model only ever runs inference. What a session
+trains or uploads lives in that session's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import streamlit as st
+from torch import nn
+
+from cae import checkpoint, explore, figures
+from cae.checkpoint import Checkpoint, CheckpointError
+from cae.data import MnistData, load_mnist
+from cae.metrics import pca_mse
+
+DEFAULT_LABEL = "Pretrained default"
+
+
+class Key(StrEnum):
+    """Every session-state key of the app, in one place."""
+
+    MODELS = "models"  # label -> Checkpoint: this session's trained and uploaded models
+    BUILT = "built_models"  # label -> nn.Module in eval mode, built once from MODELS
+    CHOSEN = "chosen_model"  # the label chosen in the sidebar; survives page switches
+    MODEL_WIDGET = "model_select"
+    UPLOAD = "checkpoint_upload"
+    UPLOAD_MESSAGE = "checkpoint_upload_message"  # (level, text) from the last checkpoint upload
+    CANVAS_ROUND = "canvas_round"  # bumped by Clear: a new canvas key mounts an empty canvas
+    PEN = "pen_width"
+    SOURCE = "input_source"
+    PICK_HOW = "pick_how"
+    PICK_START = "pick_start"
+    PICK_DIGIT = "pick_digit"
+    PICK_SEED = "pick_seed"
+    PICK_WORST = "pick_worst"
+    PICKED = "picked_sample"
+    POOL_MSE = "pool_mse"  # (label, digit) -> per-image MSE over the test digits, for "worst first"
+    DIGIT_UPLOAD = "digit_upload"
+    RUNNER = "runner"  # training page: this session's TrainingRunner
+    RUN_COUNT = "run_count"
+    RUN_SAVED = "run_saved"  # label under which the current run's model was added to MODELS
+
+
+@st.cache_resource(show_spinner="Loading MNIST ...")
+def shared_data() -> MnistData:
+    """The digits, loaded once per process and shared read-only by every session."""
+    return load_mnist()
+
+
+@st.cache_resource(show_spinner="Loading the pretrained model ...")
+def default_model() -> tuple[Checkpoint, nn.Module]:
+    ckpt = checkpoint.load(checkpoint.DEFAULT_CHECKPOINT)
+    model = ckpt.build_model()  # eval mode; never trained, so every session may run it at once
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return ckpt, model
+
+
+@st.cache_resource(show_spinner="Fitting PCA for comparison ...")
+def shared_pca_mse(source: str, components: int) -> float:
+    data = shared_data()
+    assert data.source == source  # the key names the data it was computed on
+    return pca_mse(data.train_images, data.val_images, components)
+
+
+@dataclass(frozen=True)
+class ChosenModel:
+    label: str
+    checkpoint: Checkpoint
+    model: nn.Module
+
+
+def add_session_model(label: str, ckpt: Checkpoint) -> str:
+    """Keep a model in this session under a label not used yet; returns that label."""
+    models = st.session_state.setdefault(Key.MODELS, {})
+    unique, n = label, 2
+    while unique in models or unique == DEFAULT_LABEL:
+        unique, n = f"{label} ({n})", n + 1
+    models[unique] = ckpt
+    return unique
+
+
+def _load_uploaded_checkpoint() -> None:
+    upload = st.session_state.get(Key.UPLOAD)
+    if upload is None:
+        return
+    try:
+        ckpt = checkpoint.load(upload.getvalue(), name=upload.name)
+    except CheckpointError as error:
+        st.session_state[Key.UPLOAD_MESSAGE] = ("error", f"Not loaded: {error}. The current model is unchanged.")
+        return
+    label = add_session_model(f"Uploaded: {upload.name}", ckpt)
+    st.session_state[Key.CHOSEN] = label
+    st.session_state[Key.UPLOAD_MESSAGE] = ("success", f"Loaded {label}.")
+
+
+def _session_model(label: str) -> nn.Module:
+    built = st.session_state.setdefault(Key.BUILT, {})
+    if label not in built:
+        built[label] = st.session_state[Key.MODELS][label].build_model()
+    return built[label]
+
+
+def describe(ckpt: Checkpoint) -> str:
+    c, m = ckpt.model_config, ckpt.metrics
+    score = m.get("test_mse", m.get("val_mse"))
+    where = m.get("evaluated_on") or ("MNIST test digits" if ckpt.data_source == "MNIST" else "validation digits")
+    lines = [f"code {c['code_size']} · dropout {c['dropout']} · {'tied' if c['tied_weights'] else 'untied'} "
+             f"weights · {c['activation']}"]
+    if score is not None:
+        lines.append(f"MSE per pixel {score:.4f} on {where}")
+    if ckpt.train_config:
+        t = ckpt.train_config
+        lines.append(f"trained on {ckpt.data_source or '?'}: {t['epochs']} epochs, {t['optimizer']} "
+                     f"lr {t['learning_rate']:g}, batch {t['batch_size']}, {t['loss']} loss")
+    return "  \n".join(lines)
+
+
+def model_sidebar() -> ChosenModel:
+    """The model choice, the same on every page: the default, this session's models, or an uploaded file."""
+    models = st.session_state.setdefault(Key.MODELS, {})
+    labels = [DEFAULT_LABEL, *models]
+    chosen = st.session_state.get(Key.CHOSEN, DEFAULT_LABEL)
+    st.session_state[Key.MODEL_WIDGET] = chosen if chosen in labels else DEFAULT_LABEL
+    with st.sidebar:
+        st.header("Model")
+        label = st.selectbox("Model to use", labels, key=Key.MODEL_WIDGET,
+                             help="The pretrained default, models trained on the Train page in this browser "
+                                  "session, or a checkpoint you upload.")
+        st.session_state[Key.CHOSEN] = label
+        st.file_uploader("Load a checkpoint (.pt)", type=["pt", "pth", "ckpt"], key=Key.UPLOAD,
+                         on_change=_load_uploaded_checkpoint,
+                         help="A file written by this app or by `python -m cae.train`. It is read safely: "
+                              "no code inside a file is ever run.")
+        message = st.session_state.pop(Key.UPLOAD_MESSAGE, None)
+        if message:
+            getattr(st, message[0])(message[1])
+        ckpt, model = default_model() if label == DEFAULT_LABEL else (models[label], _session_model(label))
+        st.caption(describe(ckpt))
+    return ChosenModel(label, ckpt, model)
+
+
+def show_reconstruction(model: nn.Module, image: np.ndarray, *, key: str) -> explore.Reconstruction:
+    """Input, reconstruction and error side by side, the MSE, and the code as bars."""
+    result = explore.reconstruct_one(model, image)
+    panels = [("Model input (28x28)", result.image), ("Reconstruction", result.output),
+              ("Squared error", result.error)]
+    left, right = st.columns([3, 1])
+    left.plotly_chart(figures.digit_panels(panels, error_panel=2), key=f"{key}-panels", width="stretch")
+    right.metric("MSE per pixel", f"{result.mse:.4f}")
+    right.caption("Mean squared error between the model input and its reconstruction, pixels in [0, 1].")
+    st.plotly_chart(figures.code_chart(result.code), key=f"{key}-code", width="stretch")
+    return result

@@ -1,0 +1,118 @@
+"""The home page under Streamlit's AppTest: an injected drawing, MNIST picking, uploads and the model choice."""
+
+import json
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cae import checkpoint
+from tests.conftest import ROOT
+from tests.drawing import FOUR, SEVEN, canvas, canvas_state, encode
+
+
+@pytest.fixture
+def app(full_mnist) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def chart_titles(at) -> list[str]:
+    titles = []
+    for chart in at.get("plotly_chart"):
+        layout = json.loads(chart.proto.spec)["layout"]
+        titles.append(layout.get("title", {}).get("text", "") if isinstance(layout.get("title"), dict) else "")
+        titles += [a["text"] for a in layout.get("annotations", [])]
+    return titles
+
+
+def mse_shown(at) -> float:
+    return float(next(m.value for m in at.metric if m.label == "MSE per pixel"))
+
+
+def test_first_visit_asks_for_a_drawing_and_names_the_data(app):
+    assert any("Draw a digit" in i.value for i in app.info)
+    assert not app.metric
+    assert "full MNIST: 60,000 training and 10,000 test digits" in app.caption[0].value
+    assert app.get("bidi_component")  # the real canvas element is on the page
+
+
+def test_an_injected_drawing_is_reconstructed_with_mse_and_code(app):
+    app.session_state["canvas-0"] = canvas_state(canvas(SEVEN))
+    app.run()
+    assert not app.exception
+    titles = chart_titles(app)
+    assert "What the model sees" in titles and "Reconstruction" in titles
+    assert any(t.startswith("The code: 32 numbers") for t in titles)
+    assert 0 < mse_shown(app) < 0.1
+    code = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
+                if "The code" in str(json.loads(c.proto.spec)["layout"].get("title")))
+    assert code["data"][0]["type"] == "bar"
+
+
+def test_an_empty_canvas_asks_again_and_clear_empties_it(app):
+    app.session_state["canvas-0"] = canvas_state(np.zeros((280, 280, 4), np.uint8))
+    app.run()
+    assert any("Draw a digit" in i.value for i in app.info) and not app.metric
+    app.session_state["canvas-0"] = canvas_state(canvas(FOUR))
+    app.run()
+    assert app.metric
+    app.button(key="clear_canvas").click().run()
+    assert not app.exception and not app.metric  # a fresh canvas ("canvas-1") with nothing drawn
+
+
+def test_picking_from_mnist_shows_a_grid_and_opens_a_sample(app):
+    app.radio(key="input_source").set_value("Pick from MNIST").run()
+    assert not app.exception
+    picked = app.selectbox(key="picked_sample")
+    assert len(picked.options) == 32 and picked.options[0].startswith("#0: a 7")
+    first = mse_shown(app)
+    picked.set_value(picked.options[5]).run()
+    assert mse_shown(app) != first
+    app.radio(key="pick_how").set_value("By digit").run()
+    app.selectbox(key="pick_digit").set_value(3).run()
+    assert all(": a 3," in option for option in app.selectbox(key="picked_sample").options)
+
+
+def test_worst_first_sorts_by_mse(app):
+    app.radio(key="input_source").set_value("Pick from MNIST").run()
+    app.toggle(key="pick_worst").set_value(True).run()
+    assert not app.exception
+    shown = [float(o.rsplit("MSE ", 1)[1]) for o in app.selectbox(key="picked_sample").options]
+    assert shown == sorted(shown, reverse=True) and shown[0] > 0.02
+
+
+@pytest.mark.parametrize("name, data, mime, message", [
+    ("notes.png", b"this is text, renamed", "image/png", "not a picture"),
+    ("huge.png", encode(np.zeros((10000, 10000), np.uint8)), "image/png", "10000x10000"),
+    ("blank.png", encode(np.full((100, 100), 255, np.uint8)), "image/png", "no digit found"),
+])
+def test_bad_uploads_get_a_clear_message_and_the_page_keeps_working(app, name, data, mime, message):
+    app.radio(key="input_source").set_value("Upload").run()
+    app.file_uploader(key="digit_upload").set_value((name, data, mime)).run()
+    assert not app.exception
+    shown = [e.value for e in app.error] + [w.value for w in app.warning]
+    assert any(message in text for text in shown) and not app.metric
+    app.radio(key="input_source").set_value("Draw").run()
+    assert not app.exception
+
+
+def test_an_uploaded_picture_of_dark_ink_is_reconstructed(app):
+    app.radio(key="input_source").set_value("Upload").run()
+    paper = 255 - canvas(FOUR)[..., 0]
+    app.file_uploader(key="digit_upload").set_value(("four.jpg", encode(paper, "JPEG"), "image/jpeg")).run()
+    assert not app.exception and 0 < mse_shown(app) < 0.1
+
+
+def test_sidebar_checkpoint_upload_good_and_bad(app, tmp_path):
+    app.file_uploader(key="checkpoint_upload").set_value(("model.pt", b"garbage", "application/octet-stream")).run()
+    assert not app.exception
+    assert any("Not loaded" in e.value and "model.pt" in e.value for e in app.sidebar.error)
+    assert app.selectbox(key="model_select").value == "Pretrained default"
+    good = checkpoint.DEFAULT_CHECKPOINT.read_bytes()
+    app.file_uploader(key="checkpoint_upload").set_value(("mine.pt", good, "application/octet-stream")).run()
+    assert not app.exception
+    assert app.selectbox(key="model_select").value == "Uploaded: mine.pt"
+    assert "MSE per pixel 0.0043" in " ".join(c.value for c in app.sidebar.caption)

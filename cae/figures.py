@@ -82,12 +82,15 @@ def smooth(values: Sequence[float], weight: float = 0.9) -> np.ndarray:
 
 
 def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Sequence[float], *,
-               loss_name: str = "MSE", log_scale: bool = False, pca_mse: float | None = None) -> go.Figure:
-    steps = np.arange(1, len(train_loss) + 1)
+               loss_name: str = "MSE", log_scale: bool = False, pca_mse: float | None = None,
+               max_points: int = 2000) -> go.Figure:
+    """Training loss per step (raw and smoothed), validation MSE per epoch; long runs thinned to max_points."""
+    stride = max(1, -(-len(train_loss) // max_points))
+    steps = np.arange(1, len(train_loss) + 1)[::stride]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=steps, y=train_loss, name=f"training {loss_name} (each step)", mode="lines",
-                             line=dict(color="rgba(31,119,180,0.3)", width=1)))
-    fig.add_trace(go.Scatter(x=steps, y=smooth(train_loss), name="training, smoothed", mode="lines",
+    fig.add_trace(go.Scatter(x=steps, y=np.asarray(train_loss)[::stride], name=f"training {loss_name} (each step)",
+                             mode="lines", line=dict(color="rgba(31,119,180,0.3)", width=1)))
+    fig.add_trace(go.Scatter(x=steps, y=smooth(train_loss)[::stride], name="training, smoothed", mode="lines",
                              line=dict(color="#1f77b4", width=2)))
     fig.add_trace(go.Scatter(x=list(val_step), y=list(val_mse), name="validation MSE (each epoch)",
                              mode="lines+markers", line=dict(color="#d62728", width=2)))
@@ -98,17 +101,27 @@ def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Se
     return fig
 
 
-def kernel_grid(kernels: np.ndarray, *, title: str, per_row: int = 8) -> go.Figure:
-    """(N, 5, 5) kernels as a grid of heatmaps on one colour scale centred at zero."""
-    count = len(kernels)
+def tile(kernels: np.ndarray, per_row: int) -> np.ndarray:
+    """(N, k, k) -> one 2-D array of tiles separated by NaN gaps (drawn as blank)."""
+    count, k = len(kernels), kernels.shape[-1]
     rows = -(-count // per_row)
-    limit = float(np.abs(kernels).max()) or 1.0
-    fig = make_subplots(rows=rows, cols=per_row, horizontal_spacing=0.01, vertical_spacing=0.02)
+    out = np.full((rows * (k + 1) - 1, per_row * (k + 1) - 1), np.nan, np.float32)
     for i, kernel in enumerate(kernels):
-        fig.add_trace(go.Heatmap(z=kernel, zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING,
-                                 showscale=i == 0, name=f"#{i}",
-                                 hovertemplate=f"kernel {i}" + " [%{y},%{x}] = %{z:.3f}<extra></extra>",
-                                 colorbar=dict(thickness=10, len=0.9)), i // per_row + 1, i % per_row + 1)
-    _square_axes(fig, rows, per_row)
-    fig.update_layout(title=title, height=60 + rows * 70, margin=dict(l=5, r=5, t=40, b=5))
+        r, c = divmod(i, per_row)
+        out[r * (k + 1):r * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = kernel
+    return out
+
+
+def kernel_grid(kernels: np.ndarray, *, title: str, per_row: int = 8) -> go.Figure:
+    """(N, 5, 5) kernels as a grid of heatmaps on one colour scale centred at zero (one trace: cheap to redraw)."""
+    limit = float(np.abs(kernels).max()) or 1.0
+    k = kernels.shape[-1]
+    grid = tile(kernels, per_row)
+    rows, cols = np.indices(grid.shape)
+    number = (rows // (k + 1)) * per_row + cols // (k + 1)
+    fig = go.Figure(go.Heatmap(z=grid, zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, customdata=number,
+                               hovertemplate="kernel %{customdata}: %{z:.3f}<extra></extra>",
+                               colorbar=dict(thickness=10)))
+    _square_axes(fig, 1, 1)
+    fig.update_layout(title=title, height=80 + grid.shape[0] * 9, margin=dict(l=5, r=5, t=40, b=5))
     return fig

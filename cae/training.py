@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from cae.config import ConfigError, check_choice, check_range
 from cae.data import MnistData
-from cae.metrics import as_batch, model_mse
+from cae.metrics import as_batch, model_mse, reconstruct
 from cae.registry import build_model
 
 OPTIMIZERS = ("adam", "sgd")
@@ -209,6 +209,31 @@ class Trainer:
         )
 
 
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A consistent copy of a run's progress, taken between two steps, for a page to draw."""
+
+    state: str  # ready, running, paused, finished, stopped, failed
+    step: int
+    total_steps: int
+    steps_per_epoch: int
+    history: History
+    filters: dict[str, np.ndarray]
+    previews: np.ndarray | None  # reconstructions of the preview digits
+    stop_reason: str | None
+    error: str | None
+
+    @property
+    def epoch(self) -> int:
+        return min(self.step // self.steps_per_epoch + 1, self.total_steps // self.steps_per_epoch)
+
+    @property
+    def seconds_left(self) -> float | None:
+        if self.step == 0 or self.history.train_seconds == 0:
+            return None
+        return (self.total_steps - self.step) * self.history.train_seconds / self.step
+
+
 class TrainingRunner:
     """Runs a Trainer in a daemon thread; pause, resume and stop take effect between steps.
 
@@ -261,6 +286,17 @@ class TrainingRunner:
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def snapshot(self, preview_images: torch.Tensor | None = None) -> RunSnapshot:
+        with self.lock:
+            t = self.trainer
+            h = t.history
+            return RunSnapshot(
+                state=self.state, step=t.step_count, total_steps=t.total_steps, steps_per_epoch=t.steps_per_epoch,
+                history=History(list(h.train_loss), list(h.val_step), list(h.val_mse), h.samples_per_s,
+                                h.train_seconds),
+                filters=t.filters(), stop_reason=t.stop_reason, error=self.error,
+                previews=None if preview_images is None else reconstruct(t.model, preview_images))
 
     def _loop(self) -> None:
         try:

@@ -17,7 +17,8 @@ from torch import nn
 from cae import checkpoint, explore, figures
 from cae.checkpoint import Checkpoint, CheckpointError
 from cae.data import MnistData, load_mnist
-from cae.metrics import pca_mse
+from cae.metrics import model_mse, pca_mse
+from cae.training import TrainingRunner
 
 DEFAULT_LABEL = "Pretrained default"
 
@@ -122,8 +123,45 @@ def describe(ckpt: Checkpoint) -> str:
     return "  \n".join(lines)
 
 
+def sticky(widget, label: str, *args, key: str, default, **kwargs):
+    """A widget whose value survives visits to other pages (Streamlit forgets widgets a page did not draw)."""
+    kept = f"{key}__kept"
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(kept, default)
+    value = widget(label, *args, key=key, **kwargs)
+    st.session_state[kept] = value
+    return value
+
+
+def finished_run_label(runner: TrainingRunner) -> str:
+    t = runner.trainer
+    how = "stopped" if t.stop_reason else "trained"
+    return f"Run {st.session_state.get(Key.RUN_COUNT, 1)}: code {t.model_config.code_size}, {how} at step {t.step_count}"
+
+
+def collect_finished_run() -> None:
+    """Once a run of this session has ended, add its model to the session's models (on whichever page is open)."""
+    runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
+    if runner is None or runner.alive or runner.state in ("ready", "failed") or st.session_state.get(Key.RUN_SAVED):
+        return
+    with runner.lock:
+        ckpt = runner.trainer.checkpoint()
+        train_images = runner.trainer.train_images.cpu()
+    if ckpt.metrics["steps"] == 0:
+        return  # stopped before the first step: nothing was learned
+    data = shared_data()
+    k = ckpt.model_config["code_size"]
+    whole = len(train_images) == len(data.train_images)
+    ckpt.metrics["pca_mse"] = shared_pca_mse(data.source, k) if whole else pca_mse(train_images, data.val_images, k)
+    ckpt.metrics["test_mse"] = model_mse(ckpt.build_model(), data.val_images)  # the final weights, not the last epoch's
+    ckpt.metrics["evaluated_on"] = f"{len(data.val_images):,} {data.val_name} digits"
+    label = add_session_model(finished_run_label(runner), ckpt)
+    st.session_state[Key.RUN_SAVED] = label
+
+
 def model_sidebar() -> ChosenModel:
     """The model choice, the same on every page: the default, this session's models, or an uploaded file."""
+    collect_finished_run()
     models = st.session_state.setdefault(Key.MODELS, {})
     labels = [DEFAULT_LABEL, *models]
     chosen = st.session_state.get(Key.CHOSEN, DEFAULT_LABEL)

@@ -26,45 +26,50 @@ REFRESH_SECONDS = 1.0
 st.set_page_config(page_title="Train - CAE Explorer", page_icon="🏋️", layout="wide")
 
 
-def settings(disabled: bool) -> tuple[ModelConfig, TrainConfig]:
+def settings(disabled: bool) -> None:
     """The sidebar knobs; each range comes from the config dataclasses, which validate again on Start."""
     s, m, t = ui.sticky, ModelConfig(), TrainConfig()
     with st.sidebar:
         st.header("Training settings")
-        code = s(st.slider, "Code size", *ModelConfig.RANGES["code_size"][:1], 128, key="t_code", default=m.code_size,
-                 disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
-        dropout = s(st.slider, "Dropout", 0.0, 0.9, step=0.05, key="t_dropout", default=m.dropout, disabled=disabled,
-                    help="On the 512 features and on the code while training. The post used 0.5; it blurs.")
-        tied = s(st.toggle, "Tied weights", key="t_tied", default=m.tied_weights, disabled=disabled,
-                 help="The decoder's transposed convolutions reuse the encoder's kernels, as in the post.")
-        activation = s(st.selectbox, "Activation", list(ACTIVATIONS), key="t_act", default=m.activation,
-                       disabled=disabled, help="After each hidden layer; tanh is the post's.")
-        loss = s(st.selectbox, "Loss", list(LOSSES), key="t_loss", default=t.loss, disabled=disabled,
-                 format_func={"mse": "Mean squared error", "bce": "Binary cross-entropy"}.get,
-                 help="What training minimises. The chart's validation line is always MSE per pixel.")
-        optimizer = s(st.selectbox, "Optimizer", list(OPTIMIZERS), key="t_opt", default=t.optimizer,
-                      disabled=disabled, format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
-        lr = s(st.select_slider, "Learning rate", LEARNING_RATES, key="t_lr", default=t.learning_rate,
-               disabled=disabled, format_func=lambda v: f"{v:g}", help="Log scale. Try 10 to see divergence caught.")
-        batch = s(st.select_slider, "Batch size", BATCH_SIZES, key="t_batch", default=t.batch_size, disabled=disabled)
-        epochs = s(st.slider, "Epochs", 1, 50, key="t_epochs", default=2, disabled=disabled)
-        subset = s(st.select_slider, "Training digits", SUBSETS, key="t_subset", default=10000, disabled=disabled,
-                   format_func=lambda v: "all" if v == 0 else f"{v:,}",
-                   help="A random subset (seeded); small ones make fast demos.")
-        seed = s(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key="t_seed", default=t.seed,
-                 disabled=disabled, help="Same seed and settings, same run.")
+        s(st.slider, "Code size", ModelConfig.RANGES["code_size"][0], 128, key="t_code", default=m.code_size,
+          disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
+        s(st.slider, "Dropout", 0.0, 0.9, step=0.05, key="t_dropout", default=m.dropout, disabled=disabled,
+          help="On the 512 features and on the code while training. The post used 0.5; it blurs.")
+        s(st.toggle, "Tied weights", key="t_tied", default=m.tied_weights, disabled=disabled,
+          help="The decoder's transposed convolutions reuse the encoder's kernels, as in the post.")
+        s(st.selectbox, "Activation", list(ACTIVATIONS), key="t_act", default=m.activation, disabled=disabled,
+          help="After each hidden layer; tanh is the post's.")
+        s(st.selectbox, "Loss", list(LOSSES), key="t_loss", default=t.loss, disabled=disabled,
+          format_func={"mse": "Mean squared error", "bce": "Binary cross-entropy"}.get,
+          help="What training minimises. The chart's validation line is always MSE per pixel.")
+        s(st.selectbox, "Optimizer", list(OPTIMIZERS), key="t_opt", default=t.optimizer, disabled=disabled,
+          format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
+        s(st.select_slider, "Learning rate", LEARNING_RATES, key="t_lr", default=t.learning_rate, disabled=disabled,
+          format_func=lambda v: f"{v:g}", help="Log scale. Try 10 to see divergence caught.")
+        s(st.select_slider, "Batch size", BATCH_SIZES, key="t_batch", default=t.batch_size, disabled=disabled)
+        s(st.slider, "Epochs", 1, 50, key="t_epochs", default=2, disabled=disabled)
+        s(st.select_slider, "Training digits", SUBSETS, key="t_subset", default=10000, disabled=disabled,
+          format_func=lambda v: "all" if v == 0 else f"{v:,}", help="A random subset (seeded); small ones make fast demos.")
+        s(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key="t_seed", default=t.seed, disabled=disabled,
+          help="Same seed and settings, same run.")
         st.caption(f"Data: {ui.shared_data().describe()}")
-    return (ModelConfig(code_size=int(code), dropout=float(dropout), tied_weights=bool(tied), activation=activation),
-            TrainConfig(epochs=int(epochs), batch_size=int(batch), learning_rate=float(lr), optimizer=optimizer,
-                        loss=loss, train_subset=int(subset), seed=int(seed)))
 
 
-def start(model_config: ModelConfig, train_config: TrainConfig) -> None:
+def chosen_configs() -> tuple[ModelConfig, TrainConfig]:
+    """The configs the knobs describe now (read at click time, so Start never uses a stale drawing's values)."""
+    v = st.session_state
+    return (ModelConfig(code_size=int(v["t_code"]), dropout=float(v["t_dropout"]), tied_weights=bool(v["t_tied"]),
+                        activation=v["t_act"]),
+            TrainConfig(epochs=int(v["t_epochs"]), batch_size=int(v["t_batch"]), learning_rate=float(v["t_lr"]),
+                        optimizer=v["t_opt"], loss=v["t_loss"], train_subset=int(v["t_subset"]), seed=int(v["t_seed"])))
+
+
+def start() -> None:
     runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
     if runner is not None and runner.alive:
         return  # a second Start while a run is going starts nothing
     try:
-        trainer = Trainer(model_config, train_config, ui.shared_data())
+        trainer = Trainer(*chosen_configs(), ui.shared_data())
     except ConfigError as error:
         st.session_state["t_message"] = f"Not started: {error}"
         return
@@ -151,11 +156,10 @@ def results() -> None:
 chosen = ui.model_sidebar()
 runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
 busy = runner is not None and runner.alive
-model_config, train_config = settings(disabled=busy)
+settings(disabled=busy)
 st.title("Train an autoencoder")
 buttons = st.columns(4)
-buttons[0].button("Start", key="t_start", disabled=busy, on_click=start, args=(model_config, train_config),
-                  type="primary")
+buttons[0].button("Start", key="t_start", disabled=busy, on_click=start, type="primary")
 buttons[1].button("Pause/Resume", key="t_pause", disabled=not busy, on_click=pause_or_resume)
 buttons[2].button("Stop", key="t_stop", disabled=not busy, on_click=stop)
 buttons[3].button("Reset", key="t_reset", disabled=runner is None, on_click=reset,
@@ -165,6 +169,6 @@ if message:
     st.error(message)
 log_scale = st.toggle("Log scale", key="t_log", value=True)
 st.session_state["t_was_live"] = busy
-loss_name = {"mse": "MSE", "bce": "BCE"}[runner.trainer.config.loss if runner else train_config.loss]
+loss_name = {"mse": "MSE", "bce": "BCE"}[runner.trainer.config.loss if runner else st.session_state["t_loss"]]
 st.fragment(run_every=REFRESH_SECONDS if busy else None)(live_view)(log_scale, loss_name)
 results()

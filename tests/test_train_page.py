@@ -1,0 +1,201 @@
+"""The training page under AppTest: live progress, Pause, Stop, Reset, divergence, and two independent sessions."""
+
+import base64
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+FAST = {"t_subset": 1000, "t_batch": 64, "t_epochs": 3}  # 16 steps an epoch
+
+
+def train_page(**settings) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/1_Train.py").run()
+    assert not at.exception
+    for key, value in {**FAST, **settings}.items():
+        at.session_state[key] = value
+    at.run()
+    return at
+
+
+@pytest.fixture
+def page(full_mnist):
+    at = train_page()
+    yield at
+    runner = at.session_state["runner"] if "runner" in at.session_state else None
+    if runner is not None:
+        runner.stop()
+        runner.join(30)
+
+
+def figure(at, title_part: str) -> dict:
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec["layout"].get("title")
+        if isinstance(title, dict) and title_part in title.get("text", ""):
+            return spec
+    raise AssertionError(f"no figure titled ...{title_part}...")
+
+
+def values(array) -> np.ndarray:
+    """A plotly data array as JSON gives it: a list, or a typed array {"dtype", "bdata"} in base64."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array)
+
+
+def loss_points(at) -> int:
+    return len(values(figure(at, "Loss")["data"][0].get("x", [])))
+
+
+def wait_for(at, condition, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception
+        if condition(at):
+            return
+        time.sleep(0.5)
+    raise AssertionError("condition not met in time")
+
+
+def runner(at):
+    return at.session_state["runner"]
+
+
+def test_controls_and_labels(page):
+    assert [b.label for b in page.button] == ["Start", "Pause/Resume", "Stop", "Reset"]
+    assert page.button(key="t_pause").disabled and page.button(key="t_stop").disabled
+    assert any("press Start" in i.value for i in page.info)
+    assert any("full MNIST" in c.value for c in page.sidebar.caption)
+
+
+def test_start_then_the_loss_chart_gains_points_and_filters_are_drawn(page):
+    page.session_state["t_epochs"] = 50
+    page.button(key="t_start").click().run()
+    assert not page.exception and page.button(key="t_start").disabled and not page.button(key="t_stop").disabled
+    wait_for(page, lambda at: loss_points(at) >= 3)
+    first = loss_points(page)
+    wait_for(page, lambda at: loss_points(at) > first)
+    filters = figure(page, "filters")
+    assert filters["data"][0]["type"] == "heatmap" and filters["data"][0]["zmid"] == 0
+    assert figure(page, "Conv2 filters into channel 0")
+    assert figure(page, "reconstructions now")
+    page.button(key="t_stop").click().run()
+    wait_for(page, lambda at: at.success)
+
+
+def test_a_short_run_finishes_and_its_model_joins_the_choice_with_pca_beside_it(page):
+    page.button(key="t_start").click().run()
+    wait_for(page, lambda at: runner(at).state == "finished" and at.success, 120)
+    assert page.selectbox(key="model_select").options[1].startswith("Run 1: code 32, trained at step 48")
+    assert [m.label for m in page.metric][:2] == ["Validation MSE per pixel", "PCA with 32 components"]
+    assert 0 < float(page.metric[0].value) < 0.2 and 0 < float(page.metric[1].value) < 0.1
+    assert page.get("download_button")
+    assert len(figure(page, "Loss")["data"]) == 3  # raw, smoothed, validation
+
+
+def test_pause_stop_and_reset(page):
+    page.session_state["t_epochs"] = 50
+    page.button(key="t_start").click().run()
+    wait_for(page, lambda at: runner(at).trainer.step_count > 2)
+    page.button(key="t_pause").click().run()
+    time.sleep(1)
+    paused_at = runner(page).trainer.step_count
+    time.sleep(1)
+    page.run()
+    assert runner(page).state == "paused" and runner(page).trainer.step_count == paused_at
+    assert "Paused" in page.get("progress")[0].proto.text
+    page.button(key="t_pause").click().run()
+    wait_for(page, lambda at: runner(at).trainer.step_count > paused_at)
+    page.button(key="t_stop").click().run()
+    wait_for(page, lambda at: not runner(at).alive and at.success)
+    assert "stopped at step" in page.selectbox(key="model_select").options[1]
+    page.button(key="t_reset").click().run()
+    assert not page.exception and "runner" not in page.session_state
+    assert any("press Start" in i.value for i in page.info)
+    assert len(page.selectbox(key="model_select").options) == 2  # the stopped run's model is kept
+
+
+def test_start_twice_never_starts_two_threads(page):
+    page.session_state["t_epochs"] = 50
+    page.button(key="t_start").click().run()
+    first = runner(page)
+    assert page.button(key="t_start").disabled  # no second click possible while it runs
+    assert first.start() is False  # and a click that raced the redraw starts nothing
+    page.run()
+    assert runner(page) is first
+    assert sum(t.name == "cae-trainer" for t in threading.enumerate()) == 1
+
+
+def test_a_diverging_learning_rate_gives_a_clear_message_and_keeps_finite_weights(full_mnist, monkeypatch):
+    at = train_page(t_lr=10.0, t_opt="sgd", t_epochs=5)
+    at.button(key="t_start").click().run()
+    wait_for(at, lambda a: not runner(a).alive, 120)
+    at.run()
+    trainer = runner(at).trainer
+    if trainer.stop_reason:  # lr 10 with SGD diverges on this model: a clear message, finite weights kept
+        assert any("Training stopped" in e.value and "smaller learning rate" in e.value for e in at.error)
+    assert all(p.isfinite().all() for p in trainer.model.parameters())
+    assert not at.exception
+
+
+def test_a_nan_mid_run_stops_with_the_message(page):
+    page.session_state["t_epochs"] = 50
+    page.button(key="t_start").click().run()
+    wait_for(page, lambda at: runner(at).trainer.step_count > 2)
+    with runner(page).lock:
+        runner(page).trainer.model.conv1.weight.data[0, 0, 0, 0] = float("nan")
+    wait_for(page, lambda at: not runner(at).alive)
+    wait_for(page, lambda at: any("Training stopped" in e.value for e in at.error))
+    assert any("nan" in e.value for e in page.error)
+
+
+def test_an_exception_in_the_thread_is_shown(page, monkeypatch):
+    page.button(key="t_start").click().run()
+    monkeypatch.setattr(runner(page).trainer, "step", lambda: 1 / 0)
+    wait_for(page, lambda at: any("ZeroDivisionError" in e.value for e in at.error))
+
+
+def test_going_home_and_back_keeps_the_run_and_its_history(page):
+    page.session_state["t_epochs"] = 50
+    page.session_state["t_code"] = 12
+    page.button(key="t_start").click().run()
+    wait_for(page, lambda at: runner(at).trainer.step_count > 3)
+    page.switch_page("app.py").run()
+    assert not page.exception
+    steps = runner(page).trainer.step_count
+    time.sleep(1)
+    page.switch_page("pages/1_Train.py").run()
+    assert not page.exception and runner(page).trainer.step_count > steps and runner(page).alive
+    assert page.slider(key="t_code").value == 12  # the settings came back too
+    assert loss_points(page) >= steps
+
+
+def test_two_sessions_train_side_by_side_without_mixing(full_mnist):
+    a, b = train_page(t_code=8, t_epochs=50), train_page(t_code=16, t_epochs=50, t_seed=7)
+    try:
+        a.button(key="t_start").click().run()
+        b.button(key="t_start").click().run()
+        wait_for(a, lambda at: runner(at).trainer.step_count > 3)
+        wait_for(b, lambda at: runner(at).trainer.step_count > 3)
+        ra, rb = runner(a), runner(b)
+        assert ra is not rb and ra.trainer.model is not rb.trainer.model
+        assert ra.trainer.model.config.code_size == 8 and rb.trainer.model.config.code_size == 16
+        a.button(key="t_stop").click().run()
+        wait_for(a, lambda at: not runner(at).alive and at.success)
+        assert rb.alive and rb.state == "running"  # stopping one session's run leaves the other's alone
+        assert len(a.selectbox(key="model_select").options) == 2
+        b.run()
+        assert b.selectbox(key="model_select").options == ["Pretrained default"]
+    finally:
+        for at in (a, b):
+            runner(at).stop()
+            runner(at).join(30)

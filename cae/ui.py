@@ -28,8 +28,7 @@ class Key(StrEnum):
 
     MODELS = "models"  # label -> Checkpoint: this session's trained and uploaded models
     BUILT = "built_models"  # label -> nn.Module in eval mode, built once from MODELS
-    CHOSEN = "chosen_model"  # the label chosen in the sidebar; survives page switches
-    MODEL_WIDGET = "model_select"
+    MODEL_WIDGET = "model_select"  # the label chosen in the sidebar (kept across pages by `sticky`)
     UPLOAD = "checkpoint_upload"
     UPLOAD_MESSAGE = "checkpoint_upload_message"  # (level, text) from the last checkpoint upload
     CANVAS_ROUND = "canvas_round"  # bumped by Clear: a new canvas key mounts an empty canvas
@@ -97,7 +96,7 @@ def _load_uploaded_checkpoint() -> None:
         st.session_state[Key.UPLOAD_MESSAGE] = ("error", f"Not loaded: {error}. The current model is unchanged.")
         return
     label = add_session_model(f"Uploaded: {upload.name}", ckpt)
-    st.session_state[Key.CHOSEN] = label
+    st.session_state[Key.MODEL_WIDGET] = label  # a callback runs before the widget is drawn, so this is allowed
     st.session_state[Key.UPLOAD_MESSAGE] = ("success", f"Loaded {label}.")
 
 
@@ -163,15 +162,11 @@ def model_sidebar() -> ChosenModel:
     """The model choice, the same on every page: the default, this session's models, or an uploaded file."""
     collect_finished_run()
     models = st.session_state.setdefault(Key.MODELS, {})
-    labels = [DEFAULT_LABEL, *models]
-    chosen = st.session_state.get(Key.CHOSEN, DEFAULT_LABEL)
-    st.session_state[Key.MODEL_WIDGET] = chosen if chosen in labels else DEFAULT_LABEL
     with st.sidebar:
         st.header("Model")
-        label = st.selectbox("Model to use", labels, key=Key.MODEL_WIDGET,
-                             help="The pretrained default, models trained on the Train page in this browser "
-                                  "session, or a checkpoint you upload.")
-        st.session_state[Key.CHOSEN] = label
+        label = sticky(st.selectbox, "Model to use", [DEFAULT_LABEL, *models], key=Key.MODEL_WIDGET,
+                       default=DEFAULT_LABEL, help="The pretrained default, models trained on the Train page in "
+                                                   "this browser session, or a checkpoint you upload.")
         st.file_uploader("Load a checkpoint (.pt)", type=["pt", "pth", "ckpt"], key=Key.UPLOAD,
                          on_change=_load_uploaded_checkpoint,
                          help="A file written by this app or by `python -m cae.train`. It is read safely: "

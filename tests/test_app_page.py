@@ -116,3 +116,8 @@ def test_sidebar_checkpoint_upload_good_and_bad(app, tmp_path):
     assert not app.exception
     assert app.selectbox(key="model_select").value == "Uploaded: mine.pt"
     assert "MSE per pixel 0.0043" in " ".join(c.value for c in app.sidebar.caption)
+    app.selectbox(key="model_select").set_value("Pretrained default").run()  # a person's own choice sticks
+    assert app.selectbox(key="model_select").value == "Pretrained default"
+    assert "Model: **Pretrained default**" in app.caption[0].value
+    app.run()
+    assert app.selectbox(key="model_select").value == "Pretrained default"

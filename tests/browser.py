@@ -1,0 +1,128 @@
+"""Real-browser helpers: a Streamlit server on loopback and Debian's Chromium driven by Playwright.
+
+Used by the browser tests and by benchmarks/bench_browser.py. Never runs `playwright install`: the browser is
+/usr/bin/chromium (override with CAE_CHROMIUM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CAE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts"
+
+SEVEN = [[(0.2, 0.2), (0.8, 0.2), (0.45, 0.85)]]  # strokes in canvas units, drawn with the mouse
+ZERO = [[(0.5, 0.15), (0.3, 0.3), (0.28, 0.6), (0.5, 0.85), (0.7, 0.6), (0.72, 0.3), (0.5, 0.15)]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(data_dir: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free loopback port; yields its URL and stops it afterwards."""
+    port = free_port()
+    env = {**os.environ, "CAE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
+         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                       args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def button(page, name: str):
+    """A button of the page itself (Streamlit's status widget has a "Stop" button of its own)."""
+    return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name=name, exact=True)
+
+
+def canvas_box(page) -> dict:
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(state="visible", timeout=60_000)
+    return canvas.bounding_box()
+
+
+def draw(page, strokes, *, release: bool = True) -> None:
+    """Draw strokes (lists of points in 0..1 canvas units) with the mouse; leaves the last stroke held if not release."""
+    box = canvas_box(page)
+    for n, stroke in enumerate(strokes):
+        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=8)
+        if release or n < len(strokes) - 1:
+            page.mouse.up()
+
+
+def plots(page) -> list[dict]:
+    """Every plotly chart on the page: its title and the number of points in each trace (decoded in _fullData)."""
+    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(el => ({
+        title: (el.layout && el.layout.title && (el.layout.title.text || el.layout.title)) || '',
+        points: (el._fullData || []).map(t => (t.x ? t.x.length : (t.z ? t.z.length : 0)))}))""")
+
+
+def wait_for_plot(page, title_part: str, *, min_points: int = 0, timeout: float = 60_000) -> None:
+    """Wait until a plotly chart whose title contains title_part is drawn with more than min_points points."""
+    page.wait_for_function("""([part, least]) => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
+        el.layout && String((el.layout.title && el.layout.title.text) || '').includes(part)
+        && el._fullData && el._fullData.length && (el._fullData[0].x || el._fullData[0].z || []).length > least)""",
+                           arg=[title_part, min_points], timeout=timeout)
+
+
+def wait_images_loaded(page) -> None:
+    page.wait_for_function("() => [...document.images].every(img => img.complete && img.naturalWidth > 0)")
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path

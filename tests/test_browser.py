@@ -1,0 +1,67 @@
+"""End to end in Debian's Chromium: draw with the mouse on the real canvas; train, stop and use the model."""
+
+import re
+
+import pytest
+
+from tests.browser import (SEVEN, button, chromium, draw, plots, screenshot, streamlit_server, wait_for_plot,
+                           wait_images_loaded)
+
+
+@pytest.fixture(scope="module")
+def server(mnist_dir):
+    with streamlit_server(mnist_dir) as url:
+        yield url
+
+
+@pytest.fixture
+def page(server):
+    with chromium() as context:
+        page = context.new_page()
+        page.goto(server)
+        page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
+        yield page
+
+
+def metric_value(page) -> float:
+    return float(page.locator('[data-testid="stMetricValue"]').first.inner_text())
+
+
+def test_drawing_with_the_mouse_shows_the_reconstruction(page):
+    draw(page, SEVEN)
+    page.get_by_text("MSE per pixel").wait_for(timeout=30_000)
+    assert 0 < metric_value(page) < 0.2
+    wait_for_plot(page, "The code: 32 numbers")
+    wait_images_loaded(page)
+    assert screenshot(page, "draw.png").stat().st_size > 10_000
+    button(page, "Clear").click()
+    page.get_by_text("Draw a digit on the black square").wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stMetricValue"]').count() == 0
+
+
+def loss_points(page) -> int:
+    return max((sum(p["points"][:1]) for p in plots(page) if "Loss" in p["title"]), default=0)
+
+
+def test_train_stop_and_use_the_model_on_the_home_page(page):
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
+    button(page, "Start").wait_for(timeout=60_000)
+    button(page, "Start").click()
+    wait_for_plot(page, "filters")
+    wait_for_plot(page, "Loss", min_points=4)
+    first = loss_points(page)
+    wait_for_plot(page, "Loss", min_points=first, timeout=30_000)  # the curve grows while we watch
+    screenshot(page, "training.png")
+    button(page, "Stop").click()
+    page.get_by_text("The model of this run is in the sidebar").wait_for(timeout=60_000)
+    label = re.search(r"as (Run 1: .*?)\.", page.get_by_text("The model of this run").inner_text()).group(1)
+    page.locator('[data-testid="stSidebarNav"] a').first.click()  # the home page, same browser session
+    page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=label).click()
+    page.get_by_text(f"Model: {label}").wait_for(timeout=30_000)
+    draw(page, SEVEN)
+    page.get_by_text("MSE per pixel").wait_for(timeout=30_000)
+    assert 0 < metric_value(page) < 0.3
+    wait_images_loaded(page)
+    screenshot(page, "trained-model-on-home.png")

@@ -26,23 +26,25 @@ def canvas_key() -> str:
     return f"canvas-{st.session_state.get(Key.CANVAS_ROUND, 0)}"
 
 
-def drawn_digit() -> np.ndarray | None:
-    left, right = st.columns([2, 1])
+def draw_and_reconstruct(model) -> None:
+    """The canvas, and beside it what the model sees, its reconstruction and the error: redrawn after each stroke."""
+    left, right = st.columns([2, 3])
     with left:
         pen = st.slider("Pen width", 5, 40, 20, key=Key.PEN, help="MNIST's strokes are about a tenth of the digit's height.")
         drawing = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000",
                             width=CANVAS_SIZE, height=CANVAS_SIZE, drawing_mode="freedraw",
                             return_image_data=True, key=canvas_key())
         st.button("Clear", on_click=clear_canvas, key="clear_canvas")
-    image = None if drawing.image_data is None else preprocess.to_model_input(drawing.image_data)
+    pixels = drawing.image_data
+    image = None if pixels is None else preprocess.to_model_input(pixels)
     with right:
-        if image is None:
+        result = ui.show_reconstruction(model, image, key="drawn")
+        if result is None:
             st.info("Draw a digit on the black square: the reconstruction appears when you lift the pen.")
-        else:
-            st.plotly_chart(figures.digit_panels([("What the model sees", image)], height=250),
-                            key="model-input", width="stretch")
-            st.caption("Scaled into 20x20 and centred by its centre of mass in 28x28, as MNIST made its digits.")
-    return image
+            return
+        st.caption("The model input is your drawing scaled into 20x20 and centred by its centre of mass in 28x28, "
+                   "as MNIST made its digits.")
+    ui.show_code(result, key="drawn")
 
 
 def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
@@ -114,11 +116,13 @@ st.caption(f"A convolutional autoencoder squeezes each 28x28 digit into {chosen.
            f"numbers and rebuilds it. Model: **{chosen.label}** · data: {data.describe()}.")
 source = st.radio("Input", ["Draw", "Pick from MNIST", "Upload"], horizontal=True, key=Key.SOURCE)
 if source == "Draw":
-    digit = drawn_digit()
-elif source == "Pick from MNIST":
-    digit = picked_digit(chosen)
+    draw_and_reconstruct(chosen.model)
 else:
-    digit = uploaded_digit()
-if digit is not None:
-    st.subheader("Reconstruction")
-    ui.show_reconstruction(chosen.model, digit, key="result")
+    digit = picked_digit(chosen) if source == "Pick from MNIST" else uploaded_digit()
+    if digit is not None:
+        st.subheader("Reconstruction")
+        left, right = st.columns([3, 2])
+        with left:
+            result = ui.show_reconstruction(chosen.model, digit, key="result")
+        with right:
+            ui.show_code(result, key="result")

@@ -79,8 +79,9 @@ class History:
     train_loss: list[float] = field(default_factory=list)  # one per step, in the training loss's own units
     val_step: list[int] = field(default_factory=list)  # the step after which each validation ran
     val_mse: list[float] = field(default_factory=list)  # MSE per pixel on the validation digits, one per epoch
-    samples_per_s: float = 0.0
+    samples_per_s: float = 0.0  # over the last 50 steps
     train_seconds: float = 0.0  # time spent in training steps, validation excluded
+    samples: int = 0  # digits trained on so far, repeats counted
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class Trainer:
     def _count_speed(self, seconds: float, samples: int) -> None:
         self._recent.append((seconds, samples))
         self.history.train_seconds += seconds
+        self.history.samples += samples
         self.history.samples_per_s = sum(n for _, n in self._recent) / max(sum(s for s, _ in self._recent), 1e-9)
 
     def _stop_for(self, value: float) -> StepResult:
@@ -222,6 +224,7 @@ class RunSnapshot:
     previews: np.ndarray | None  # reconstructions of the preview digits
     stop_reason: str | None
     error: str | None
+    wall_seconds: float  # since the thread started, pauses excluded; validation and page reads included
 
     @property
     def epoch(self) -> int:
@@ -249,6 +252,7 @@ class TrainingRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._wall = 0.0  # seconds of running, counted by the thread; pauses excluded
 
     @property
     def state(self) -> str:
@@ -263,6 +267,10 @@ class TrainingRunner:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def wall_seconds(self) -> float:
+        return self._wall
 
     def start(self) -> bool:
         """Start the thread; False (and nothing new) if it was started before."""
@@ -294,7 +302,8 @@ class TrainingRunner:
             return RunSnapshot(
                 state=self.state, step=t.step_count, total_steps=t.total_steps, steps_per_epoch=t.steps_per_epoch,
                 history=History(list(h.train_loss), list(h.val_step), list(h.val_mse), h.samples_per_s,
-                                h.train_seconds),
+                                h.train_seconds, h.samples),
+                wall_seconds=self.wall_seconds,
                 filters=t.filters(), stop_reason=t.stop_reason, error=self.error,
                 previews=None if preview_images is None else reconstruct(t.model, preview_images))
 
@@ -302,11 +311,13 @@ class TrainingRunner:
         try:
             while True:
                 self._running.wait()
+                began = time.perf_counter()
                 with self.lock:
                     if self._stop.is_set():
                         self.trainer.stop()
                     if self.trainer.finished:
                         return
                     self.trainer.step()
+                self._wall += time.perf_counter() - began
         except Exception as error:  # shown on the page: a thread's exception would otherwise vanish
             self.error = f"{type(error).__name__}: {error}"

@@ -154,6 +154,7 @@ def collect_finished_run() -> None:
     ckpt.metrics["pca_mse"] = shared_pca_mse(data.source, k) if whole else pca_mse(train_images, data.val_images, k)
     ckpt.metrics["test_mse"] = model_mse(ckpt.build_model(), data.val_images)  # the final weights, not the last epoch's
     ckpt.metrics["evaluated_on"] = f"{len(data.val_images):,} {data.val_name} digits"
+    ckpt.metrics["wall_seconds"] = runner.wall_seconds
     label = add_session_model(finished_run_label(runner), ckpt)
     st.session_state[Key.RUN_SAVED] = label
 
@@ -179,14 +180,24 @@ def model_sidebar() -> ChosenModel:
     return ChosenModel(label, ckpt, model)
 
 
-def show_reconstruction(model: nn.Module, image: np.ndarray, *, key: str) -> explore.Reconstruction:
-    """Input, reconstruction and error side by side, the MSE, and the code as bars."""
-    result = explore.reconstruct_one(model, image)
-    panels = [("Model input (28x28)", result.image), ("Reconstruction", result.output),
-              ("Squared error", result.error)]
-    left, right = st.columns([3, 1])
-    left.plotly_chart(figures.digit_panels(panels, error_panel=2), key=f"{key}-panels", width="stretch")
-    right.metric("MSE per pixel", f"{result.mse:.4f}")
-    right.caption("Mean squared error between the model input and its reconstruction, pixels in [0, 1].")
-    st.plotly_chart(figures.code_chart(result.code), key=f"{key}-code", width="stretch")
+def show_reconstruction(model: nn.Module, image: np.ndarray | None, *, key: str) -> explore.Reconstruction | None:
+    """Input, reconstruction and error side by side, with the MSE; the code's bars go where `show_code` is called.
+
+    With no image the panels are drawn blank, so the chart stays mounted and the browser only updates it
+    when a digit arrives (several times faster than drawing a new chart).
+    """
+    result = None if image is None else explore.reconstruct_one(model, image)
+    blank = np.zeros((28, 28), np.float32)
+    panels = [("Model input (28x28)", blank if result is None else result.image),
+              ("Reconstruction", blank if result is None else result.output),
+              ("Squared error", blank if result is None else result.error)]
+    st.plotly_chart(figures.digit_panels(panels, error_panel=2), key=f"{key}-panels", width="stretch")
+    if result is None:
+        return None
+    st.metric("MSE per pixel", f"{result.mse:.4f}",
+              help="Mean squared error between the model input and its reconstruction, pixels in [0, 1].")
     return result
+
+
+def show_code(result: explore.Reconstruction, *, key: str) -> None:
+    st.plotly_chart(figures.code_chart(result.code), key=f"{key}-code", width="stretch")

@@ -151,6 +151,10 @@ def results() -> None:
              help="Fitted on the same training digits, scored on the same validation digits.")
     c.download_button("Download checkpoint", checkpoint.to_bytes(ckpt), file_name="cae-run.pt",
                       mime="application/octet-stream", key="t_download")
+    samples, wall = ckpt.history.get("samples", 0), ckpt.metrics.get("wall_seconds") or 0
+    if wall:
+        st.caption(f"Trained on {samples:,} digits in {wall:.1f} s of wall time, validation included: "
+                   f"{samples / wall:,.0f} samples/s overall.")
 
 
 chosen = ui.model_sidebar()

@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,9 +35,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def streamlit_server(data_dir: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free loopback port; yields its URL and stops it afterwards."""
+def streamlit_server(data_dir: Path) -> Iterator[Server]:
+    """`streamlit run app.py` on a free loopback port; yields its URL and process id, and stops it afterwards."""
     port = free_port()
     env = {**os.environ, "CAE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
@@ -56,7 +63,7 @@ def streamlit_server(data_dir: Path) -> Iterator[str]:
             if process.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
             time.sleep(0.2)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -89,6 +96,14 @@ def canvas_box(page) -> dict:
     return canvas.bounding_box()
 
 
+def clear_canvas(page) -> None:
+    """Press the page's Clear button and wait until the fresh canvas has replaced the old one."""
+    old = page.locator("canvas.upper-canvas").first.element_handle()
+    button(page, "Clear").click()
+    page.wait_for_function("el => !el.isConnected", arg=old, timeout=30_000)
+    canvas_box(page)
+
+
 def draw(page, strokes, *, release: bool = True) -> None:
     """Draw strokes (lists of points in 0..1 canvas units) with the mouse; leaves the last stroke held if not release."""
     box = canvas_box(page)
@@ -115,6 +130,39 @@ def wait_for_plot(page, title_part: str, *, min_points: int = 0, timeout: float 
         el.layout && String((el.layout.title && el.layout.title.text) || '').includes(part)
         && el._fullData && el._fullData.length && (el._fullData[0].x || el._fullData[0].z || []).length > least)""",
                            arg=[title_part, min_points], timeout=timeout)
+
+
+def wait_for_reconstruction(page, timeout: float = 30_000) -> None:
+    """Until the result figure (its panel titled "Reconstruction") is drawn by plotly and the MSE is shown."""
+    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
+        el._fullLayout && (el._fullLayout.annotations || []).some(a => String(a.text).includes('Reconstruction'))
+        && el.querySelector('.heatmaplayer image'))
+        && document.querySelector('[data-testid="stMetricValue"]')""", timeout=timeout)
+
+
+# Installed before the page loads: notes each mouse-up, and on every animation frame whether the pixels of the
+# figure with the "Reconstruction" panel changed; `shown - up` is then mouse-up to new pixels on screen.
+WATCH_RECONSTRUCTION = """(() => {
+  const w = window.__cae = {up: 0, shown: 0, last: ''};
+  document.addEventListener('mouseup', () => { w.up = performance.now(); w.shown = 0; }, true);
+  const tick = () => {
+    const plot = [...document.querySelectorAll('.js-plotly-plot')].find(el => el._fullLayout &&
+      (el._fullLayout.annotations || []).some(a => String(a.text).includes('Reconstruction')));
+    const image = plot && plot.querySelector('.heatmaplayer image');
+    const href = image ? image.getAttribute('href') : '';
+    if (href && href !== w.last) { w.last = href; if (w.up && !w.shown) w.shown = performance.now(); }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})()"""
+
+
+def stroke_to_pixels_ms(page, stroke, timeout: float = 30_000) -> float:
+    """Draw one stroke, release it, and return ms from mouse-up to the reconstruction's new pixels on screen."""
+    draw(page, [stroke], release=False)
+    page.mouse.up()
+    page.wait_for_function("() => window.__cae.shown > 0", timeout=timeout)
+    return page.evaluate("() => window.__cae.shown - window.__cae.up")
 
 
 def wait_images_loaded(page) -> None:

@@ -44,7 +44,7 @@ def test_an_injected_drawing_is_reconstructed_with_mse_and_code(app):
     app.run()
     assert not app.exception
     titles = chart_titles(app)
-    assert "What the model sees" in titles and "Reconstruction" in titles
+    assert "Model input (28x28)" in titles and "Reconstruction" in titles
     assert any(t.startswith("The code: 32 numbers") for t in titles)
     assert 0 < mse_shown(app) < 0.1
     code = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")

@@ -4,14 +4,14 @@ import re
 
 import pytest
 
-from tests.browser import (SEVEN, button, chromium, draw, plots, screenshot, streamlit_server, wait_for_plot,
+from tests.browser import (SEVEN, ZERO, button, clear_canvas, chromium, draw, plots, screenshot, streamlit_server, wait_for_plot,
                            wait_images_loaded)
 
 
 @pytest.fixture(scope="module")
 def server(mnist_dir):
-    with streamlit_server(mnist_dir) as url:
-        yield url
+    with streamlit_server(mnist_dir) as running:
+        yield running.url
 
 
 @pytest.fixture
@@ -34,9 +34,11 @@ def test_drawing_with_the_mouse_shows_the_reconstruction(page):
     wait_for_plot(page, "The code: 32 numbers")
     wait_images_loaded(page)
     assert screenshot(page, "draw.png").stat().st_size > 10_000
-    button(page, "Clear").click()
+    clear_canvas(page)
     page.get_by_text("Draw a digit on the black square").wait_for(timeout=30_000)
     assert page.locator('[data-testid="stMetricValue"]').count() == 0
+    draw(page, ZERO)  # the fresh canvas takes a new drawing
+    page.get_by_text("MSE per pixel").wait_for(timeout=30_000)
 
 
 def loss_points(page) -> int:

@@ -1,0 +1,114 @@
+"""Browser benchmarks: the real app under `streamlit run`, driven in Debian's Chromium with the mouse.
+
+Prints:
+  1. mouse-up to the reconstruction shown in the browser, median of N strokes (goal <= 300 ms);
+  2. peak memory (VmHWM) of the app process with the default model loaded and a digit reconstructed;
+  3. training-page overhead: samples/s of a run started from the page against the same run without a page, in
+     one process, interleaved (goal: the page costs at most 10%).
+Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python benchmarks/bench_browser.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cae.data import data_dir, load_mnist  # noqa: E402
+from cae.model import ModelConfig  # noqa: E402
+from cae.training import Trainer, TrainConfig  # noqa: E402
+from tests.browser import (WATCH_RECONSTRUCTION, button, chromium, clear_canvas, stroke_to_pixels_ms,  # noqa: E402
+                           streamlit_server)
+
+# Digits of several strokes each, in canvas units: every stroke updates the reconstruction.
+FOUR_STROKES = [
+    [[(0.55, 0.15), (0.25, 0.6), (0.75, 0.6)], [(0.6, 0.35), (0.6, 0.85)]],  # a 4
+    [[(0.3, 0.2), (0.7, 0.2)], [(0.7, 0.2), (0.45, 0.85)], [(0.4, 0.5), (0.65, 0.5)]],  # a crossed 7
+    [[(0.5, 0.15), (0.5, 0.85)], [(0.35, 0.85), (0.65, 0.85)], [(0.5, 0.15), (0.38, 0.28)]],  # a 1 with base
+]
+PAGE_DEFAULTS = TrainConfig(epochs=2, batch_size=128, learning_rate=1e-3, train_subset=10000)  # the page's defaults
+OVERALL = re.compile(r"Trained on ([\d,]+) digits in ([\d.]+) s of wall time.*?([\d,]+) samples/s overall")
+
+
+def peak_memory_mb(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    value = {k: float(v.split()[0]) / 1024 for k, v in (line.split(":", 1) for line in status.splitlines())
+             if k in ("VmHWM", "VmRSS")}
+    return value["VmHWM"], value["VmRSS"]
+
+
+def stroke_latency(page, strokes: int) -> list[float]:
+    """Digits drawn stroke by stroke, as people draw; each stroke is timed in the browser (see WATCH_RECONSTRUCTION)."""
+    times, digit = [], 0
+    while len(times) < strokes + 2:  # the first two warm up
+        clear_canvas(page)
+        for stroke in FOUR_STROKES[digit % len(FOUR_STROKES)]:
+            time.sleep(0.3)  # the pen travels to the next stroke
+            times.append(stroke_to_pixels_ms(page, stroke) / 1e3)
+        digit += 1
+    return times[2:strokes + 2]
+
+
+def run_without_page(data) -> float:
+    trainer = Trainer(ModelConfig(), PAGE_DEFAULTS, data)
+    start = time.perf_counter()
+    while not trainer.finished:
+        trainer.step()
+    return trainer.history.samples / (time.perf_counter() - start)
+
+
+def run_on_page(page) -> float:
+    if button(page, "Reset").is_enabled():  # forget the previous round's run
+        button(page, "Reset").click()
+        page.get_by_text("press Start").wait_for(timeout=30_000)
+    button(page, "Start").click()
+    caption = page.get_by_text("samples/s overall")
+    caption.wait_for(timeout=300_000)
+    return float(OVERALL.search(caption.inner_text()).group(3).replace(",", ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--strokes", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=3, help="training runs on and off the page, each")
+    args = parser.parse_args()
+    data = load_mnist()
+    print(f"data: {data.describe()}")
+    with streamlit_server(data_dir().resolve()) as server, chromium() as browser:
+        page = browser.new_page()
+        page.add_init_script(WATCH_RECONSTRUCTION)
+        page.goto(server.url)
+        page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
+        times = stroke_latency(page, args.strokes)
+        print(f"1. mouse-up to the reconstruction's new pixels on screen, median of {len(times)} strokes "
+              f"(digits of 2-3 strokes, canvas cleared between digits): "
+              f"{statistics.median(times) * 1e3:.0f} ms (min {min(times) * 1e3:.0f}, max {max(times) * 1e3:.0f}) "
+              f"(goal <= 300 ms)")
+        print("   each stroke, ms:", " ".join(f"{t * 1e3:.0f}" for t in times))
+        peak, now = peak_memory_mb(server.pid)
+        print(f"2. app process with the default model loaded and digits reconstructed: peak RSS {peak:.0f} MiB "
+              f"(now {now:.0f} MiB)")
+        if args.rounds == 0:
+            return
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
+        button(page, "Start").wait_for(timeout=60_000)
+        bare, paged = [], []
+        for _ in range(args.rounds):  # interleaved: machine drift hits both alike
+            bare.append(run_without_page(data))
+            paged.append(run_on_page(page))
+        b, p = statistics.median(bare), statistics.median(paged)
+        print(f"3. training on the page's defaults ({PAGE_DEFAULTS.train_subset:,} digits, {PAGE_DEFAULTS.epochs} "
+              f"epochs, batch {PAGE_DEFAULTS.batch_size}), wall clock with validation, median of {args.rounds}: "
+              f"without a page {b:,.0f} samples/s, from the page with the live view open {p:,.0f} samples/s, "
+              f"ratio {p / b:.3f} (goal >= 0.90)")
+        print(f"   app process peak RSS after training: {peak_memory_mb(server.pid)[0]:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ Run with `streamlit run app.py`. The Train page (pages/) trains models live; the
 from __future__ import annotations
 
 import numpy as np
+import cae.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 

@@ -95,7 +95,7 @@ def smooth(values: Sequence[float], weight: float = 0.9) -> np.ndarray:
 
 def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Sequence[float], *,
                loss_name: str = "MSE", log_scale: bool = False, pca_mse: float | None = None,
-               max_points: int = 2000) -> go.Figure:
+               max_points: int = 500) -> go.Figure:
     """Training loss per step (raw and smoothed), validation MSE per epoch; long runs thinned to max_points."""
     stride = max(1, -(-len(train_loss) // max_points))
     steps = np.arange(1, len(train_loss) + 1)[::stride]

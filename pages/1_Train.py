@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import cae.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
 import streamlit as st
 
 from cae import checkpoint, figures, ui

@@ -45,6 +45,8 @@ class Key(StrEnum):
     RUNNER = "runner"  # training page: this session's TrainingRunner
     RUN_COUNT = "run_count"
     RUN_SAVED = "run_saved"  # label under which the current run's model was added to MODELS
+    RUN_MESSAGE = "run_message"  # why Start did not start, shown once
+    RUN_WAS_LIVE = "run_was_live"  # the page was drawn while a run was going: its end must redraw the page
 
 
 @st.cache_resource(show_spinner="Loading MNIST ...")

@@ -72,7 +72,7 @@ def start() -> None:
     try:
         trainer = Trainer(*chosen_configs(), ui.shared_data())
     except ConfigError as error:
-        st.session_state["t_message"] = f"Not started: {error}"
+        st.session_state[Key.RUN_MESSAGE] = f"Not started: {error}"
         return
     runner = TrainingRunner(trainer)
     st.session_state[Key.RUNNER] = runner
@@ -135,8 +135,8 @@ def live_view(log_scale: bool, loss_name: str) -> None:
     st.plotly_chart(figures.comparison_grid(originals, snap.previews, labels,
                                             title="Validation digits (top) and their reconstructions now"),
                     key="previews", width="stretch")
-    if snap.state not in ("running", "paused") and st.session_state.get("t_was_live"):
-        st.session_state["t_was_live"] = False
+    if snap.state not in ("running", "paused") and st.session_state.get(Key.RUN_WAS_LIVE):
+        st.session_state[Key.RUN_WAS_LIVE] = False
         st.rerun(scope="app")  # the run ended: redraw buttons, results and the sidebar's model list
 
 
@@ -169,11 +169,11 @@ buttons[1].button("Pause/Resume", key="t_pause", disabled=not busy, on_click=pau
 buttons[2].button("Stop", key="t_stop", disabled=not busy, on_click=stop)
 buttons[3].button("Reset", key="t_reset", disabled=runner is None, on_click=reset,
                   help="Forget this run's progress; a model it finished stays in the model choice.")
-message = st.session_state.pop("t_message", None)
+message = st.session_state.pop(Key.RUN_MESSAGE, None)
 if message:
     st.error(message)
 log_scale = st.toggle("Log scale", key="t_log", value=True)
-st.session_state["t_was_live"] = busy
+st.session_state[Key.RUN_WAS_LIVE] = busy
 loss_name = {"mse": "MSE", "bce": "BCE"}[runner.trainer.config.loss if runner else st.session_state["t_loss"]]
 st.fragment(run_every=REFRESH_SECONDS if busy else None)(live_view)(log_scale, loss_name)
 results()

@@ -158,9 +158,11 @@ def results() -> None:
                    f"{samples / wall:,.0f} samples/s overall.")
 
 
-chosen = ui.model_sidebar()
 runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
+# Decided once, before the sidebar collects ended runs: a run that ends between the two is then still seen
+# by the live fragment, which redraws the page when it notices the end.
 busy = runner is not None and runner.alive
+ui.model_sidebar()
 settings(disabled=busy)
 st.title("Train an autoencoder")
 buttons = st.columns(4)

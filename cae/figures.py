@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torchvision.utils import make_grid
 
 GREY = [[0, "black"], [1, "white"]]

@@ -89,15 +89,13 @@ class ConvAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) images in [0, 1] -> (B, code_size) codes."""
-        for _, h in self.encoder_stages(x):
-            pass
-        return h
+        *_, (_, code) = self.encoder_stages(x)
+        return code
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """(B, code_size) codes -> (B, 1, 28, 28) images in [0, 1]."""
-        for _, h in self.decoder_stages(code):
-            pass
-        return h
+        *_, (_, image) = self.decoder_stages(code)
+        return image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cae.config import ConfigError, check_choice, check_range
+from cae.config import check_choice, check_range
 from cae.data import MnistData
 from cae.metrics import as_batch, model_mse, reconstruct
 from cae.registry import build_model

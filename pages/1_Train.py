@@ -6,9 +6,7 @@ is a fragment that redraws every second from a snapshot, so the page stays respo
 
 from __future__ import annotations
 
-import time
 
-import numpy as np
 import cae.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
 import streamlit as st
 

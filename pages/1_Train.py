@@ -72,7 +72,8 @@ def start() -> None:
     except ConfigError as error:
         st.session_state[Key.RUN_MESSAGE] = f"Not started: {error}"
         return
-    runner = TrainingRunner(trainer)
+    runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
+                            preview_seconds=REFRESH_SECONDS)
     st.session_state[Key.RUNNER] = runner
     st.session_state[Key.RUN_COUNT] = st.session_state.get(Key.RUN_COUNT, 0) + 1
     st.session_state[Key.RUN_SAVED] = None
@@ -112,7 +113,7 @@ def live_view(log_scale: bool, loss_name: str) -> None:
                 "reconstructions below move while the network learns.")
         return
     data = ui.shared_data()
-    snap = runner.snapshot(data.val_images[:PREVIEW_DIGITS])
+    snap = runner.snapshot()
     progress(snap)
     if snap.error:
         st.error(f"Training failed inside its thread: {snap.error}")

@@ -9,6 +9,7 @@ import torch
 
 from cae.config import ConfigError
 from cae.model import ModelConfig
+from cae.metrics import reconstruct
 from cae.training import Trainer, TrainConfig, TrainingRunner
 
 
@@ -104,6 +105,23 @@ def test_runner_pauses_resumes_and_stops_between_steps(mnist):
     runner.join(30)
     assert not runner.alive and runner.state == "stopped"
     assert runner.trainer.stop_reason == "stopped by the user"
+
+
+def test_runner_makes_previews_in_its_own_thread_and_snapshots_are_copies(mnist):
+    digits = mnist.val_images[:4]
+    runner = TrainingRunner(trainer(mnist, epochs=50), preview_images=digits, preview_seconds=0.2)
+    first = runner.snapshot()  # before the start: made once by the caller
+    assert first.previews.shape == (4, 28, 28) and first.step == 0 and first.state == "ready"
+    runner.start()
+    time.sleep(1.0)
+    later = runner.snapshot()
+    runner.stop()
+    runner.join(30)
+    assert later.step > 0 and not np.array_equal(first.previews, later.previews)
+    later.history.train_loss.append(99.0)  # a copy: changing it leaves the run alone
+    assert 99.0 not in runner.trainer.history.train_loss
+    final = runner.snapshot()
+    assert np.allclose(final.previews, reconstruct(runner.trainer.model, digits))  # the final weights'
 
 
 def test_runner_stop_while_paused_ends_the_thread(mnist):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,33 +18,33 @@ def as_batch(images: torch.Tensor | np.ndarray, device: torch.device | str = "cp
     return images.unsqueeze(1).float()
 
 
-@torch.no_grad()
-def reconstruct(model: nn.Module, images: torch.Tensor | np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
-    """(N, 28, 28) images -> (N, 28, 28) float32 reconstructions in [0, 1], model in eval mode."""
-    device = next(model.parameters()).device
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[torch.device]:
+    """Eval mode (no dropout) and no gradients for a while; the model's own mode comes back afterwards."""
     was_training = model.training
     model.eval()
     try:
-        parts = [model(as_batch(images[i:i + batch_size], device)).squeeze(1).cpu()
-                 for i in range(0, len(images), batch_size)]
+        with torch.no_grad():
+            yield next(model.parameters()).device
     finally:
         model.train(was_training)
+
+
+def reconstruct(model: nn.Module, images: torch.Tensor | np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+    """(N, 28, 28) images -> (N, 28, 28) float32 reconstructions in [0, 1], model in eval mode."""
+    with evaluating(model) as device:
+        parts = [model(as_batch(images[i:i + batch_size], device)).squeeze(1).cpu()
+                 for i in range(0, len(images), batch_size)]
     return torch.cat(parts).numpy() if parts else np.zeros((0, 28, 28), np.float32)
 
 
-@torch.no_grad()
 def model_mse(model: nn.Module, images: torch.Tensor | np.ndarray, *, batch_size: int = 1000) -> float:
     """Mean squared error per pixel of the model's reconstructions of (N, 28, 28) images."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        total = 0.0
+    total = 0.0
+    with evaluating(model) as device:
         for i in range(0, len(images), batch_size):
             x = as_batch(images[i:i + batch_size], device)
             total += torch.sum((model(x) - x) ** 2).item()
-    finally:
-        model.train(was_training)
     return total / (len(images) * 28 * 28)
 
 

@@ -31,7 +31,8 @@ def draw_and_reconstruct(model) -> None:
     """The canvas, and beside it what the model sees, its reconstruction and the error: redrawn after each stroke."""
     left, right = st.columns([2, 3])
     with left:
-        pen = st.slider("Pen width", 5, 40, 20, key=Key.PEN, help="MNIST's strokes are about a tenth of the digit's height.")
+        pen = st.slider("Pen width", 5, 40, 20, key=Key.PEN,
+                        help="MNIST's strokes are about a tenth of the digit's height.")
         drawing = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000",
                             width=CANVAS_SIZE, height=CANVAS_SIZE, drawing_mode="freedraw",
                             return_image_data=True, key=canvas_key())
@@ -55,7 +56,8 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
     how = how_col.radio("Choose", ["By index", "By digit", "At random"], horizontal=True, key=Key.PICK_HOW)
     digit = start = seed = None
     if how == "By index":
-        start = what_col.number_input(f"First index (0 to {len(images) - 1})", 0, len(images) - 1, 0, key=Key.PICK_START)
+        last = len(images) - 1
+        start = what_col.number_input(f"First index (0 to {last})", 0, last, 0, key=Key.PICK_START)
     elif how == "By digit":
         digit = what_col.selectbox("Digit", list(range(10)), key=Key.PICK_DIGIT)
     else:
@@ -69,8 +71,7 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
         indices = explore.choose_samples(labels, digit=digit, start=start or 0, count=SAMPLES_SHOWN, seed=seed)
     scored = explore.score_samples(chosen.model, images, indices)
     if worst:
-        order = np.argsort(-scored.mse)
-        scored = explore.ScoredSamples(*(a[order] for a in (scored.indices, scored.originals, scored.outputs, scored.mse)))
+        scored = scored.worst_first()
     tags = [f"#{i} {m:.3f}" for i, m in zip(scored.indices, scored.mse)]
     st.plotly_chart(figures.comparison_grid(scored.originals, scored.outputs, tags,
                                             title=f"MNIST {data.val_name} digits (top) and reconstructions (below); "

@@ -33,7 +33,8 @@ class CheckpointError(ValueError):
 def library_versions() -> dict[str, str]:
     import torchvision
 
-    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__), "python": platform.python_version()}
+    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "python": platform.python_version()}
 
 
 @dataclass

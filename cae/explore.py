@@ -43,6 +43,10 @@ class ScoredSamples:
     outputs: np.ndarray
     mse: np.ndarray  # (N,) per image
 
+    def worst_first(self) -> "ScoredSamples":
+        order = np.argsort(-self.mse)
+        return ScoredSamples(self.indices[order], self.originals[order], self.outputs[order], self.mse[order])
+
 
 def score_samples(model: nn.Module, images: torch.Tensor, indices: np.ndarray) -> ScoredSamples:
     originals = images[torch.as_tensor(indices)].numpy().astype(np.float32) / 255

@@ -50,7 +50,8 @@ def digit_panels(panels: Sequence[tuple[str, np.ndarray]], *, error_panel: int |
 
 def code_chart(code: np.ndarray) -> go.Figure:
     code = np.asarray(code).ravel()
-    bars = dict(type="bar", x=np.arange(len(code)), y=code, marker=dict(color=np.where(code >= 0, "#d62728", "#1f77b4")),
+    colours = np.where(code >= 0, "#d62728", "#1f77b4")  # red positive, blue negative
+    bars = dict(type="bar", x=np.arange(len(code)), y=code, marker=dict(color=colours),
                 hovertemplate="code[%{x}] = %{y:.3f}<extra></extra>")
     return _figure([bars], title=dict(text=f"The code: {len(code)} numbers"), height=220, bargap=0.1,
                    margin=dict(l=5, r=5, t=35, b=5), xaxis=dict(title=dict(text="code index")))

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     train(trainer, progress=not args.no_progress)
     ckpt = trainer.checkpoint()
     ckpt.metrics.update(
-        test_mse=model_mse(trainer.model, data.val_images), evaluated_on=f"{len(data.val_images)} {data.val_name} digits",
+        test_mse=model_mse(trainer.model, data.val_images),
+        evaluated_on=f"{len(data.val_images)} {data.val_name} digits",
         pca_mse=pca_mse(data.train_images, data.val_images, model_config.code_size))
     out = checkpoint.save(ckpt, args.out or Path("runs") / f"cae-{time.strftime('%Y%m%d-%H%M%S')}.pt")
     summary = {"checkpoint": str(out), f"{data.val_name}_mse": ckpt.metrics["test_mse"],

@@ -48,7 +48,8 @@ def settings(disabled: bool) -> None:
         s(st.select_slider, "Batch size", BATCH_SIZES, key="t_batch", default=t.batch_size, disabled=disabled)
         s(st.slider, "Epochs", 1, 50, key="t_epochs", default=2, disabled=disabled)
         s(st.select_slider, "Training digits", SUBSETS, key="t_subset", default=10000, disabled=disabled,
-          format_func=lambda v: "all" if v == 0 else f"{v:,}", help="A random subset (seeded); small ones make fast demos.")
+          format_func=lambda v: "all" if v == 0 else f"{v:,}",
+          help="A random subset (seeded); small ones make fast demos.")
         s(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key="t_seed", default=t.seed, disabled=disabled,
           help="Same seed and settings, same run.")
         st.caption(f"Data: {ui.shared_data().describe()}")

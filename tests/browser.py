@@ -105,7 +105,7 @@ def clear_canvas(page) -> None:
 
 
 def draw(page, strokes, *, release: bool = True) -> None:
-    """Draw strokes (lists of points in 0..1 canvas units) with the mouse; leaves the last stroke held if not release."""
+    """Draw strokes (lists of points in 0..1 canvas units) with the mouse; `release=False` holds the last one."""
     box = canvas_box(page)
     for n, stroke in enumerate(strokes):
         points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]

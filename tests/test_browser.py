@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from tests.browser import (SEVEN, ZERO, button, clear_canvas, chromium, draw, plots, screenshot, streamlit_server, wait_for_plot,
-                           wait_images_loaded)
+from tests.browser import (SEVEN, ZERO, button, chromium, clear_canvas, draw, plots, screenshot, streamlit_server,
+                           wait_for_plot, wait_for_reconstruction, wait_images_loaded)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def metric_value(page) -> float:
 
 def test_drawing_with_the_mouse_shows_the_reconstruction(page):
     draw(page, SEVEN)
-    page.get_by_text("MSE per pixel").wait_for(timeout=30_000)
+    wait_for_reconstruction(page)
     assert 0 < metric_value(page) < 0.2
     wait_for_plot(page, "The code: 32 numbers")
     wait_images_loaded(page)
@@ -38,7 +38,7 @@ def test_drawing_with_the_mouse_shows_the_reconstruction(page):
     page.get_by_text("Draw a digit on the black square").wait_for(timeout=30_000)
     assert page.locator('[data-testid="stMetricValue"]').count() == 0
     draw(page, ZERO)  # the fresh canvas takes a new drawing
-    page.get_by_text("MSE per pixel").wait_for(timeout=30_000)
+    wait_for_reconstruction(page)
 
 
 def loss_points(page) -> int:
@@ -63,7 +63,7 @@ def test_train_stop_and_use_the_model_on_the_home_page(page):
     page.get_by_role("option", name=label).click()
     page.get_by_text(f"Model: {label}").wait_for(timeout=30_000)
     draw(page, SEVEN)
-    page.get_by_text("MSE per pixel").wait_for(timeout=30_000)
+    wait_for_reconstruction(page)
     assert 0 < metric_value(page) < 0.3
     wait_images_loaded(page)
     screenshot(page, "trained-model-on-home.png")

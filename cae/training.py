@@ -10,7 +10,9 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -224,7 +226,6 @@ class RunSnapshot:
     previews: np.ndarray | None  # reconstructions of the preview digits
     stop_reason: str | None
     error: str | None
-    wall_seconds: float  # since the thread started, pauses excluded; validation and page reads included
 
     @property
     def epoch(self) -> int:
@@ -240,7 +241,9 @@ class RunSnapshot:
 class TrainingRunner:
     """Runs a Trainer in a daemon thread; pause, resume and stop take effect between steps.
 
-    Read `trainer` state only while holding `lock`: the thread holds it for each step. Reconstructions of
+    Read `trainer` state only inside `reading()`: the thread holds the lock for each step, and lets waiting
+    readers in before its next one (a plain Lock is not fair: a page waited 8 s while the thread re-took it step
+    after step next to a busy Python thread). Reconstructions of
     `preview_images` are made by the training thread itself, at most every `preview_seconds`: torch work from a
     second thread would start a second OpenMP team on the same cores (measured: ~10% of training speed).
     """
@@ -252,7 +255,9 @@ class TrainingRunner:
         self.preview_seconds = preview_seconds
         self._previews: np.ndarray | None = None
         self._previews_at = -math.inf
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._readers = 0  # threads waiting in reading(); the training thread gives way to them
+        self._readers_guard = threading.Lock()
         self.error: str | None = None  # a crash inside the thread, with its type, for the page to show
         self._running = threading.Event()
         self._running.set()
@@ -309,17 +314,27 @@ class TrainingRunner:
             self._previews = reconstruct(self.trainer.model, self.preview_images)
             self._previews_at = now
 
+    @contextmanager
+    def reading(self) -> Iterator[Trainer]:
+        """The trainer, held between two steps: read (or, in tests, change) it inside this block only."""
+        with self._readers_guard:
+            self._readers += 1
+        try:
+            with self._lock:
+                yield self.trainer
+        finally:
+            with self._readers_guard:
+                self._readers -= 1
+
     def snapshot(self) -> RunSnapshot:
-        with self.lock:
+        with self.reading():
             if self._previews is None:  # before the first step: no thread to make them yet
                 self._refresh_previews(force=True)
             t = self.trainer
             h = t.history
             return RunSnapshot(
                 state=self.state, step=t.step_count, total_steps=t.total_steps, steps_per_epoch=t.steps_per_epoch,
-                history=History(list(h.train_loss), list(h.val_step), list(h.val_mse), h.samples_per_s,
-                                h.train_seconds, h.samples),
-                wall_seconds=self.wall_seconds,
+                history=replace(h, train_loss=list(h.train_loss), val_step=list(h.val_step), val_mse=list(h.val_mse)),
                 filters=t.filters(), stop_reason=t.stop_reason, error=self.error, previews=self._previews)
 
     def _loop(self) -> None:
@@ -327,7 +342,9 @@ class TrainingRunner:
             while True:
                 self._running.wait()
                 began = time.perf_counter()
-                with self.lock:
+                while self._readers:  # a page is waiting for a snapshot: let it in first
+                    time.sleep(0.0005)
+                with self._lock:
                     if self._stop.is_set():
                         self.trainer.stop()
                     if self.trainer.finished:

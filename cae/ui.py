@@ -137,7 +137,8 @@ def sticky(widget, label: str, *args, key: str, default, **kwargs):
 def finished_run_label(runner: TrainingRunner) -> str:
     t = runner.trainer
     how = "stopped" if t.stop_reason else "trained"
-    return f"Run {st.session_state.get(Key.RUN_COUNT, 1)}: code {t.model_config.code_size}, {how} at step {t.step_count}"
+    number = st.session_state.get(Key.RUN_COUNT, 1)
+    return f"Run {number}: code {t.model_config.code_size}, {how} at step {t.step_count}"
 
 
 def collect_finished_run() -> None:
@@ -145,11 +146,11 @@ def collect_finished_run() -> None:
     runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
     if runner is None or runner.alive or runner.state in ("ready", "failed") or st.session_state.get(Key.RUN_SAVED):
         return
-    with runner.lock:
-        ckpt = runner.trainer.checkpoint()
-        train_images = runner.trainer.train_images.cpu()
-    if ckpt.metrics["steps"] == 0:
-        return  # stopped before the first step: nothing was learned
+    with runner.reading() as trainer:
+        if trainer.step_count == 0:
+            return  # stopped before the first step: nothing was learned
+        ckpt = trainer.checkpoint()
+        train_images = trainer.train_images.cpu()
     data = shared_data()
     k = ckpt.model_config["code_size"]
     whole = len(train_images) == len(data.train_images)

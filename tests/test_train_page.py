@@ -151,14 +151,15 @@ def test_a_nan_mid_run_stops_with_the_message(page):
     page.session_state["t_epochs"] = 50
     page.button(key="t_start").click().run()
     wait_for(page, lambda at: runner(at).trainer.step_count > 2)
-    with runner(page).lock:
-        runner(page).trainer.model.conv1.weight.data[0, 0, 0, 0] = float("nan")
+    with runner(page).reading() as trainer:
+        trainer.model.conv1.weight.data[0, 0, 0, 0] = float("nan")
     wait_for(page, lambda at: not runner(at).alive)
     wait_for(page, lambda at: any("Training stopped" in e.value for e in at.error))
     assert any("nan" in e.value for e in page.error)
 
 
 def test_an_exception_in_the_thread_is_shown(page, monkeypatch):
+    page.session_state["t_epochs"] = 50  # still running when the fault is planted (a 3-epoch run can end first)
     page.button(key="t_start").click().run()
     monkeypatch.setattr(runner(page).trainer, "step", lambda: 1 / 0)
     wait_for(page, lambda at: any("ZeroDivisionError" in e.value for e in at.error))

@@ -1,7 +1,7 @@
 """The steppable trainer shared by the command line and the UI, and a background runner with pause and stop.
 
 `Trainer.step()` trains one batch and returns what happened as plain data; the command line calls it in a loop,
-the training page calls it from `TrainingRunner`'s thread, reading snapshots under the runner's lock.
+the training page calls it from `TrainingRunner`'s thread and draws the snapshots that thread publishes.
 """
 
 from __future__ import annotations
@@ -241,20 +241,26 @@ class RunSnapshot:
 class TrainingRunner:
     """Runs a Trainer in a daemon thread; pause, resume and stop take effect between steps.
 
-    Read `trainer` state only inside `reading()`: the thread holds the lock for each step, and lets waiting
-    readers in before its next one (a plain Lock is not fair: a page waited 8 s while the thread re-took it step
-    after step next to a busy Python thread). Reconstructions of
-    `preview_images` are made by the training thread itself, at most every `preview_seconds`: torch work from a
-    second thread would start a second OpenMP team on the same cores (measured: ~10% of training speed).
+    `snapshot()` never waits: the thread publishes a fresh copy of the run at most every `publish_seconds`, between
+    steps, and when it pauses or ends. (A page that waited for the step in flight, the epoch's validation
+    included, left the live view dimmed as stale half of the time.) Reconstructions of `preview_images` are made by
+    the thread itself, at most every `preview_seconds`: torch work from a second thread would start a second OpenMP
+    team on the same cores (measured: ~10% of training speed).
+    To read or change the trainer itself, do it inside `reading()`: the thread holds the lock for each step, and
+    lets waiting readers in before its next one (a plain Lock is not fair: a reader waited 8 s while the thread
+    re-took it step after step next to a busy Python thread).
     """
 
     def __init__(self, trainer: Trainer, *, preview_images: torch.Tensor | None = None,
-                 preview_seconds: float = 1.0):
+                 preview_seconds: float = 1.0, publish_seconds: float = 0.25):
         self.trainer = trainer
         self.preview_images = preview_images
         self.preview_seconds = preview_seconds
+        self.publish_seconds = publish_seconds
         self._previews: np.ndarray | None = None
         self._previews_at = -math.inf
+        self._published: RunSnapshot | None = None  # the thread's latest copy; read-only for everyone
+        self._published_at = -math.inf
         self._lock = threading.Lock()
         self._readers = 0  # threads waiting in reading(); the training thread gives way to them
         self._readers_guard = threading.Lock()
@@ -268,13 +274,15 @@ class TrainingRunner:
 
     @property
     def state(self) -> str:
+        """ready, running, paused, then finished, stopped or failed once the thread has ended (the last step's
+        validation counts as running: a page that saw "finished" earlier would look for a model still in use)."""
         if self.error:
             return "failed"
-        if self.trainer.finished:
-            return "stopped" if self.trainer.stop_reason else "finished"
         if self._thread is None:
             return "ready"
-        return "running" if self._running.is_set() else "paused"
+        if self._thread.is_alive():
+            return "running" if self._running.is_set() else "paused"
+        return "stopped" if self.trainer.stop_reason else "finished"
 
     @property
     def alive(self) -> bool:
@@ -326,32 +334,46 @@ class TrainingRunner:
             with self._readers_guard:
                 self._readers -= 1
 
+    def _publish(self, *, force: bool = False) -> None:
+        """Under the lock, between steps: copy the run for readers if a copy is due (previews first, if due)."""
+        now = time.perf_counter()
+        if not force and now - self._published_at < self.publish_seconds:
+            return
+        self._refresh_previews(force=force)
+        t = self.trainer
+        h = t.history
+        self._published = RunSnapshot(
+            state=self.state, step=t.step_count, total_steps=t.total_steps, steps_per_epoch=t.steps_per_epoch,
+            history=replace(h, train_loss=list(h.train_loss), val_step=list(h.val_step), val_mse=list(h.val_mse)),
+            filters=t.filters(), stop_reason=t.stop_reason, error=self.error, previews=self._previews)
+        self._published_at = now
+
     def snapshot(self) -> RunSnapshot:
-        with self.reading():
-            if self._previews is None:  # before the first step: no thread to make them yet
-                self._refresh_previews(force=True)
-            t = self.trainer
-            h = t.history
-            return RunSnapshot(
-                state=self.state, step=t.step_count, total_steps=t.total_steps, steps_per_epoch=t.steps_per_epoch,
-                history=replace(h, train_loss=list(h.train_loss), val_step=list(h.val_step), val_mse=list(h.val_mse)),
-                filters=t.filters(), stop_reason=t.stop_reason, error=self.error, previews=self._previews)
+        """The run as last published, with its state now; made here only once, before the thread's first step."""
+        if self._published is None:
+            with self.reading():
+                if self._published is None:
+                    self._publish(force=True)
+        return replace(self._published, state=self.state, error=self.error)
 
     def _loop(self) -> None:
         try:
             while True:
-                self._running.wait()
+                if not self._running.is_set():
+                    with self._lock:
+                        self._publish(force=True)  # the page shows where it paused
+                    self._running.wait()
                 began = time.perf_counter()
-                while self._readers:  # a page is waiting for a snapshot: let it in first
+                while self._readers:  # someone is waiting in reading(): let them in first
                     time.sleep(0.0005)
                 with self._lock:
-                    if self._stop.is_set():
+                    if self._stop.is_set() and not self.trainer.finished:
                         self.trainer.stop()
+                        self._publish(force=True)
                     if self.trainer.finished:
-                        self._refresh_previews(force=True)  # the final weights' reconstructions
                         return
                     self.trainer.step()
-                    self._refresh_previews()
+                    self._publish(force=self.trainer.finished)  # at the end: the final weights' reconstructions
                 self._wall += time.perf_counter() - began
         except Exception as error:  # shown on the page: a thread's exception would otherwise vanish
             self.error = f"{type(error).__name__}: {error}"

@@ -27,8 +27,12 @@ def canvas_key() -> str:
     return f"canvas-{st.session_state.get(Key.CANVAS_ROUND, 0)}"
 
 
+@st.fragment
 def draw_and_reconstruct(model) -> None:
-    """The canvas, and beside it what the model sees, its reconstruction and the error: redrawn after each stroke."""
+    """The canvas, and beside it what the model sees, its reconstruction and the error: redrawn after each stroke.
+
+    A fragment: a stroke reruns only this part of the page, not the sidebar and the rest.
+    """
     left, right = st.columns([2, 3])
     with left:
         pen = st.slider("Pen width", 5, 40, 20, key=Key.PEN,

@@ -21,8 +21,12 @@ SQUARE_AXES = dict(xaxis=dict(visible=False, constrain="domain"),
 
 def _figure(traces: list[dict], **layout) -> go.Figure:
     """A figure from plain dicts, without plotly's validation: several times faster, and the live training
-    view rebuilds its figures every second while the trainer needs the CPU."""
-    return go.Figure(data=traces, layout=layout, _validate=False)
+    view rebuilds its figures every second while the trainer needs the CPU.
+
+    No plotly template either (Streamlit's theme styles the charts in the browser): plotly's default one made the
+    browser take twice as long to draw the loss chart (30 ms against 15, measured in Chromium).
+    """
+    return go.Figure(data=traces, layout={"template": {}, **layout}, _validate=False)
 
 
 def digit_panels(panels: Sequence[tuple[str, np.ndarray]], *, error_panel: int | None = None,

@@ -100,6 +100,9 @@ def main() -> None:
         page = browser.new_page()
         page.goto(f"{server.url}/Train")
         button(page, "Start").wait_for(timeout=60_000)
+        first = run_without_page(data), run_on_page(page)  # warm-up: a fresh tab loads plotly.js while training
+        print(f"   first round (warm-up, not counted): without / with the page {first[0]:,.0f} / {first[1]:,.0f} "
+              f"samples/s")
         bare, paged = [], []
         for _ in range(args.rounds):  # interleaved: machine drift hits both alike
             bare.append(run_without_page(data))

@@ -1,10 +1,10 @@
 """Process settings for the Streamlit app; import this before anything that imports torch.
 
-torch's OpenMP threads (GNU libgomp) busy-wait for a long while after each parallel region. In the app the server
-shares the machine with the browser, and that spinning took the core the browser needed to show the result: on
-2 cores, mouse-up to reconstruction had a median of 467 ms with about half the strokes stalled ~220 ms. With a short
-spin (then sleep) the median was 269-280 ms over 30 strokes (6 and 13 strokes still stalled), and unlike
-OMP_WAIT_POLICY=PASSIVE it keeps training speed.
+torch's OpenMP threads (GNU libgomp) busy-wait for a long while after each parallel region; in the app the server
+shares the machine with the browser, and that spinning takes CPU the browser needs to show the result. Measured on
+2 cores, mouse-up to reconstruction, median of 30 strokes: 467 ms before this setting and 269-280 ms after it, with
+Streamlit's post-run garbage collection still on; with that off too (.streamlit/config.toml), 264 ms with this
+setting and 272 ms without it. Unlike OMP_WAIT_POLICY=PASSIVE, a short spin keeps training speed.
 libgomp reads the setting once, when torch loads it, so this module must be imported first.
 """
 

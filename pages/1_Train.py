@@ -110,12 +110,12 @@ def progress(snap: RunSnapshot) -> None:
                      + (f" · about {left:,.0f} s left" if left is not None and snap.state == "running" else ""))
 
 
-def live_view(log_scale: bool, loss_name: str) -> None:
+def live_view(log_scale: bool, channel: int, loss_name: str) -> None:
     with st.container(key="live"):
-        live_panels(log_scale, loss_name)
+        live_panels(log_scale, channel, loss_name)
 
 
-def live_panels(log_scale: bool, loss_name: str) -> None:
+def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
     runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
     if runner is None:
         st.info("Choose settings in the sidebar and press Start. The loss curve, the filters and the "
@@ -132,8 +132,6 @@ def live_panels(log_scale: bool, loss_name: str) -> None:
     left, right = st.columns([3, 2])
     left.plotly_chart(figures.loss_chart(h.train_loss, h.val_step, h.val_mse, loss_name=loss_name,
                                          log_scale=log_scale), key="loss-chart", width="stretch")
-    channel = right.slider("Conv2 output channel shown", 0, 31, 0, key="t_channel",
-                           help="Conv2 makes 32 channels, each from 32 kernels (one per conv1 channel).")
     right.plotly_chart(figures.filters_figure(snap.filters["conv1"], snap.filters["conv2"][channel], channel),
                        key="filters", width="stretch")
     st.image(figures.comparison_image(data.val_images[:PREVIEW_DIGITS].numpy() / 255, snap.previews),
@@ -178,9 +176,13 @@ buttons[3].button("Reset", key="t_reset", disabled=runner is None, on_click=rese
 message = st.session_state.pop(Key.RUN_MESSAGE, None)
 if message:
     st.error(message)
-log_scale = st.toggle("Log scale", key="t_log", value=True)
+# View options live outside the fragment: a widget inside it would be sent and redrawn every second.
+scale_column, channel_column = st.columns([1, 3])
+log_scale = scale_column.toggle("Log scale", key="t_log", value=True)
+channel = channel_column.slider("Conv2 output channel shown", 0, 31, 0, key="t_channel",
+                                help="Conv2 makes 32 channels, each from 32 kernels (one per conv1 channel).")
 st.html(STILL_LIVE_VIEW)
 st.session_state[Key.RUN_WAS_LIVE] = busy
 loss_name = {"mse": "MSE", "bce": "BCE"}[runner.trainer.config.loss if runner else st.session_state["t_loss"]]
-st.fragment(run_every=REFRESH_SECONDS if busy else None)(live_view)(log_scale, loss_name)
+st.fragment(run_every=REFRESH_SECONDS if busy else None)(live_view)(log_scale, channel, loss_name)
 results()

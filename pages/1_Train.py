@@ -23,7 +23,8 @@ PREVIEW_DIGITS = 8
 REFRESH_SECONDS = 1.0
 # The live view is replaced every second. Without this its elements fade while the fragment reruns and the progress
 # bar slides: animation frames the browser draws in software, CPU taken from the trainer (about 0.05 of a core).
-STILL_LIVE_VIEW = "<style>.st-key-live, .st-key-live * {transition: none !important; animation: none !important}</style>"
+STILL_LIVE_VIEW = ("<style>.st-key-live, .st-key-live * {transition: none !important; animation: none !important}"
+                   "</style>")
 
 st.set_page_config(page_title="Train - CAE Explorer", page_icon="🏋️", layout="wide")
 

@@ -177,7 +177,7 @@ def test_going_home_and_back_keeps_the_run_and_its_history(page):
     steps = runner(page).trainer.step_count
     page.switch_page("pages/1_Train.py").run()
     assert not page.exception and runner(page).alive
-    wait_for(page, lambda at: runner(at).trainer.step_count > steps)  # still training (an epoch's validation may pause it)
+    wait_for(page, lambda at: runner(at).trainer.step_count > steps)  # (an epoch's validation may hold it up)
     assert page.slider(key="t_code").value == 12  # the settings came back too
     assert loss_points(page) >= steps
 

@@ -178,6 +178,24 @@ def test_a_snapshot_never_waits_for_the_step_in_flight(mnist):
     assert len(snap.history.train_loss) == 2
 
 
+def test_a_run_counts_as_running_until_its_last_validation_is_done(mnist):
+    runner = TrainingRunner(trainer(mnist))  # 8 steps, validated after the last
+    real_validate, validating = runner.trainer.validate, threading.Event()
+
+    def validate():
+        validating.set()
+        time.sleep(1)
+        return real_validate()
+
+    runner.trainer.validate = validate
+    runner.start()
+    assert validating.wait(60)
+    during = runner.state, runner.trainer.finished
+    runner.join(30)
+    assert during == ("running", True) and runner.state == "finished"
+    assert runner.snapshot().step == 8 and len(runner.snapshot().history.val_mse) == 1  # published at the end
+
+
 def test_runner_stop_while_paused_ends_the_thread(mnist):
     runner = TrainingRunner(trainer(mnist, epochs=50))
     runner.pause()

@@ -62,9 +62,8 @@ def code_chart(code: np.ndarray) -> go.Figure:
                    margin=dict(l=5, r=5, t=35, b=5), xaxis=dict(title=dict(text="code index")))
 
 
-def comparison_grid(originals: np.ndarray, reconstructions: np.ndarray, labels: Sequence[str], *,
-                    per_row: int = 8, title: str = "") -> go.Figure:
-    """Originals over their reconstructions, `per_row` samples a row, each labelled (index, MSE)."""
+def sample_grid(originals: np.ndarray, reconstructions: np.ndarray, per_row: int) -> np.ndarray:
+    """One 2-D image: `per_row` originals a row, each row of them over its reconstructions (make_grid's layout)."""
     count = len(originals)
     tiles = []
     for start in range(0, count, per_row):
@@ -72,13 +71,19 @@ def comparison_grid(originals: np.ndarray, reconstructions: np.ndarray, labels: 
         padding = per_row - (row.stop - row.start)
         for block in (originals[row], reconstructions[row]):
             tiles.extend(list(block) + [np.zeros((28, 28), np.float32)] * padding)
-    grid = make_grid(torch.as_tensor(np.asarray(tiles, np.float32)).unsqueeze(1), nrow=per_row, padding=GRID_PAD,
+    return make_grid(torch.as_tensor(np.asarray(tiles, np.float32)).unsqueeze(1), nrow=per_row, padding=GRID_PAD,
                      pad_value=0.35)[0].numpy()
+
+
+def comparison_grid(originals: np.ndarray, reconstructions: np.ndarray, labels: Sequence[str], *,
+                    per_row: int = 8, title: str = "") -> go.Figure:
+    """Originals over their reconstructions, `per_row` samples a row, each labelled (index, MSE)."""
+    grid = sample_grid(originals, reconstructions, per_row)
     step = 28 + GRID_PAD
     notes = [dict(x=(i % per_row) * step + GRID_PAD, y=(i // per_row) * 2 * step + GRID_PAD, text=label,
                   showarrow=False, xanchor="left", yanchor="top", font=dict(size=9, color="#ffd54f"))
              for i, label in enumerate(labels)]
-    rows = 2 * -(-count // per_row)
+    rows = 2 * -(-len(originals) // per_row)
     heatmap = dict(type="heatmap", z=grid, zmin=0, zmax=1, colorscale=GREY, showscale=False, hoverinfo="skip")
     return _figure([heatmap], title=dict(text=title), annotations=notes, height=70 + rows * 62,
                    margin=dict(l=5, r=5, t=35 if title else 5, b=5), **SQUARE_AXES)
@@ -165,6 +170,5 @@ def comparison_image(originals: np.ndarray, reconstructions: np.ndarray, *, scal
 
     An image rather than a plotly figure for the live view: the browser shows it for a fraction of the cost.
     """
-    tiles = torch.as_tensor(np.concatenate([originals, reconstructions]), dtype=torch.float32).unsqueeze(1)
-    grid = make_grid(tiles, nrow=len(originals), padding=GRID_PAD, pad_value=0.35)[0].numpy()
+    grid = sample_grid(originals, reconstructions, per_row=len(originals))
     return (grid.repeat(scale, 0).repeat(scale, 1) * 255).round().clip(0, 255).astype(np.uint8)

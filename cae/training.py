@@ -280,7 +280,7 @@ class TrainingRunner:
             return "failed"
         if self._thread is None:
             return "ready"
-        if self._thread.is_alive():
+        if self.alive:
             return "running" if self._running.is_set() else "paused"
         return "stopped" if self.trainer.stop_reason else "finished"
 

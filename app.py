@@ -77,10 +77,9 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
     if worst:
         scored = scored.worst_first()
     tags = [f"#{i} {m:.3f}" for i, m in zip(scored.indices, scored.mse)]
-    st.plotly_chart(figures.comparison_grid(scored.originals, scored.outputs, tags,
-                                            title=f"MNIST {data.val_name} digits (top) and reconstructions (below); "
-                                                  f"label: index and MSE"),
-                    key="sample-grid", width="stretch")
+    ui.chart(figures.comparison_grid(scored.originals, scored.outputs, tags,
+                                     title=f"MNIST {data.val_name} digits (top) and reconstructions (below); "
+                                           f"label: index and MSE"), key="sample-grid")
     options = list(range(len(scored.indices)))
     choice = st.selectbox("Open in the result view", options, key=Key.PICKED,
                           format_func=lambda k: f"#{scored.indices[k]}: a {int(labels[scored.indices[k]])}, "

@@ -183,6 +183,12 @@ def model_sidebar() -> ChosenModel:
     return ChosenModel(label, ckpt, model)
 
 
+def chart(figure, *, key: str, where=st) -> None:
+    """A figure from cae.figures, drawn without Streamlit's theme: it brings its own look, and a themed copy would
+    make the browser plot it again after mounting it (see figures._figure)."""
+    where.plotly_chart(figure, key=key, width="stretch", theme=None)
+
+
 def show_reconstruction(model: nn.Module, image: np.ndarray | None, *, key: str) -> explore.Reconstruction | None:
     """Input, reconstruction and error side by side, with the MSE; the code's bars go where `show_code` is called.
 
@@ -194,7 +200,7 @@ def show_reconstruction(model: nn.Module, image: np.ndarray | None, *, key: str)
     panels = [("Model input (28x28)", blank if result is None else result.image),
               ("Reconstruction", blank if result is None else result.output),
               ("Squared error", blank if result is None else result.error)]
-    st.plotly_chart(figures.digit_panels(panels, error_panel=2), key=f"{key}-panels", width="stretch")
+    chart(figures.digit_panels(panels, error_panel=2), key=f"{key}-panels")
     if result is None:
         return None
     st.metric("MSE per pixel", f"{result.mse:.4f}",
@@ -203,4 +209,4 @@ def show_reconstruction(model: nn.Module, image: np.ndarray | None, *, key: str)
 
 
 def show_code(result: explore.Reconstruction, *, key: str) -> None:
-    st.plotly_chart(figures.code_chart(result.code), key=f"{key}-code", width="stretch")
+    chart(figures.code_chart(result.code), key=f"{key}-code")

@@ -131,10 +131,10 @@ def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
         st.error(f"Training stopped: {snap.stop_reason}")
     h = snap.history
     left, right = st.columns([3, 2])
-    left.plotly_chart(figures.loss_chart(h.train_loss, h.val_step, h.val_mse, loss_name=loss_name,
-                                         log_scale=log_scale), key="loss-chart", width="stretch")
-    right.plotly_chart(figures.filters_figure(snap.filters["conv1"], snap.filters["conv2"][channel], channel),
-                       key="filters", width="stretch")
+    ui.chart(figures.loss_chart(h.train_loss, h.val_step, h.val_mse, loss_name=loss_name, log_scale=log_scale,
+                                total_steps=snap.total_steps), key="loss-chart", where=left)
+    ui.chart(figures.filters_figure(snap.filters["conv1"], snap.filters["conv2"][channel], channel),
+             key="filters", where=right)
     st.image(figures.comparison_image(data.val_images[:PREVIEW_DIGITS].numpy() / 255, snap.previews),
              caption=f"Validation digits #0 to #{PREVIEW_DIGITS - 1} (top) and their reconstructions now",
              output_format="PNG")  # JPEG would smear the pixels

@@ -157,6 +157,28 @@ WATCH_RECONSTRUCTION = """(() => {
 })()"""
 
 
+# Installed before the page loads: counts per chart element how often plotly computes its data from scratch, which
+# it does on every full plot (an update it can apply in place keeps the old `calcdata`): notes each new value
+# plotly assigns to the element's `calcdata`.
+COUNT_PLOTS = """(() => {
+  const charts = window.__caePlots = [];
+  Object.defineProperty(HTMLElement.prototype, 'calcdata', {configurable: true,
+    get() { return this.__caeCalcdata; },
+    set(value) {
+      this.__caeCalcdata = value;
+      if (value === undefined) return;
+      if (!this.__caeChart) { this.__caeChart = {plots: 0, title: ''}; charts.push(this.__caeChart); }
+      this.__caeChart.plots += 1;
+      this.__caeChart.title = String((this.layout && this.layout.title && this.layout.title.text) || '');
+    }});
+})()"""
+
+
+def plot_counts(page) -> list[dict]:
+    """Each chart element plotly has plotted so far (COUNT_PLOTS installed): its title and its full plots."""
+    return page.evaluate("() => window.__caePlots")
+
+
 def stroke_to_pixels_ms(page, stroke, timeout: float = 30_000) -> float:
     """Draw one stroke, release it, and return ms from mouse-up to the reconstruction's new pixels on screen."""
     draw(page, [stroke], release=False)

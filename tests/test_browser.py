@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from tests.browser import (SEVEN, ZERO, button, chromium, clear_canvas, draw, plots, screenshot, streamlit_server,
-                           wait_for_plot, wait_for_reconstruction, wait_images_loaded)
+from tests.browser import (COUNT_PLOTS, SEVEN, ZERO, button, chromium, clear_canvas, draw, plot_counts, plots,
+                           screenshot, streamlit_server, wait_for_plot, wait_for_reconstruction, wait_images_loaded)
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,7 @@ def server(mnist_dir):
 def page(server):
     with chromium() as context:
         page = context.new_page()
+        page.add_init_script(COUNT_PLOTS)
         page.goto(server)
         page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
         yield page
@@ -32,6 +33,7 @@ def test_drawing_with_the_mouse_shows_the_reconstruction(page):
     wait_for_reconstruction(page)
     assert 0 < metric_value(page) < 0.2
     wait_for_plot(page, "The code: 32 numbers")
+    assert all(c["plots"] == 1 for c in plot_counts(page))  # the digit panels and the code: plotted once each
     wait_images_loaded(page)
     assert screenshot(page, "draw.png").stat().st_size > 10_000
     clear_canvas(page)
@@ -54,6 +56,9 @@ def test_train_stop_and_use_the_model_on_the_home_page(page):
     first = loss_points(page)
     wait_for_plot(page, "Loss", min_points=first, timeout=30_000)  # the curve grows while we watch
     screenshot(page, "training.png")
+    charts = plot_counts(page)  # each update mounts a new chart: plotted once, not again after mounting
+    assert sum("Loss" in c["title"] for c in charts) >= 2 and sum("filters" in c["title"] for c in charts) >= 2
+    assert all(c["plots"] == 1 for c in charts), charts
     button(page, "Stop").click()
     page.get_by_text("The model of this run is in the sidebar").wait_for(timeout=60_000)
     label = re.search(r"as (Run 1: .*?)\.", page.get_by_text("The model of this run").inner_text()).group(1)

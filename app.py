@@ -1,12 +1,14 @@
-"""CAE Explorer home page: draw, pick or upload a digit and watch the convolutional autoencoder reconstruct it.
+"""CAE Explorer: the entry point and home page. Draw, pick or upload a digit and watch the autoencoder rebuild it.
 
-Run with `streamlit run app.py`. The Train page (pages/) trains models live; the sidebar's model choice is shared.
+Run with `streamlit run app.py`. This script is the app's router: every visit runs it first, so the heavy imports
+below happen here, once, before any page script (two visitors' page scripts importing torch at the same moment
+deadlocked torchvision's import on a cold start). The home page is `home()` below; the other pages live in pages/.
 """
 
 from __future__ import annotations
 
+import cae.appenv  # noqa: F401  (first: settles torch's threads, then loads torch and the app's modules once)
 import numpy as np
-import cae.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
@@ -15,9 +17,6 @@ from cae.ui import Key
 
 CANVAS_SIZE = 280  # 10x MNIST's 28; the default pen then draws strokes of MNIST's relative width
 SAMPLES_SHOWN = 32
-
-st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")
-
 
 def clear_canvas() -> None:
     st.session_state[Key.CANVAS_ROUND] = st.session_state.get(Key.CANVAS_ROUND, 0) + 1
@@ -43,6 +42,8 @@ def draw_and_reconstruct(model) -> None:
         st.button("Clear", on_click=clear_canvas, key="clear_canvas")
     pixels = drawing.image_data
     image = None if pixels is None else preprocess.to_model_input(pixels)
+    if image is not None:
+        ui.set_current_digit(image, "drawn on the home page")
     with right:
         result = ui.show_reconstruction(model, image, key="drawn")
         if result is None:
@@ -84,7 +85,9 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
     choice = st.selectbox("Open in the result view", options, key=Key.PICKED,
                           format_func=lambda k: f"#{scored.indices[k]}: a {int(labels[scored.indices[k]])}, "
                                                 f"MSE {scored.mse[k]:.4f}")
-    return scored.originals[choice or 0]
+    index = choice or 0
+    ui.set_current_digit(scored.originals[index], f"MNIST {data.val_name} digit #{scored.indices[index]}")
+    return scored.originals[index]
 
 
 def worst_indices(chosen: ui.ChosenModel, labels, digit: int | None) -> np.ndarray:
@@ -111,23 +114,35 @@ def uploaded_digit() -> np.ndarray | None:
         return None
     if image is None:
         st.warning(f"{upload.name}: no digit found in this picture (it looks empty).")
+    else:
+        ui.set_current_digit(image, f"uploaded: {upload.name}")
     return image
 
 
-chosen = ui.model_sidebar()
-data = ui.shared_data()
-st.title("CAE Explorer")
-st.caption(f"A convolutional autoencoder squeezes each 28x28 digit into {chosen.checkpoint.model_config['code_size']} "
-           f"numbers and rebuilds it. Model: **{chosen.label}** · data: {data.describe()}.")
-source = st.radio("Input", ["Draw", "Pick from MNIST", "Upload"], horizontal=True, key=Key.SOURCE)
-if source == "Draw":
-    draw_and_reconstruct(chosen.model)
-else:
-    digit = picked_digit(chosen) if source == "Pick from MNIST" else uploaded_digit()
-    if digit is not None:
-        st.subheader("Reconstruction")
-        left, right = st.columns([3, 2])
-        with left:
-            result = ui.show_reconstruction(chosen.model, digit, key="result")
-        with right:
-            ui.show_code(result, key="result")
+def home() -> None:
+    """The home page: draw, pick or upload a digit; the result view; the chosen model's reconstruction."""
+    chosen = ui.model_sidebar()
+    data = ui.shared_data()
+    st.title("CAE Explorer")
+    st.caption(f"A convolutional autoencoder squeezes each 28x28 digit into {chosen.checkpoint.model_config['code_size']} "
+               f"numbers and rebuilds it. Model: **{chosen.label}** · data: {data.describe()}.")
+    source = st.radio("Input", ["Draw", "Pick from MNIST", "Upload"], horizontal=True, key=Key.SOURCE)
+    if source == "Draw":
+        draw_and_reconstruct(chosen.model)
+    else:
+        digit = picked_digit(chosen) if source == "Pick from MNIST" else uploaded_digit()
+        if digit is not None:
+            st.subheader("Reconstruction")
+            left, right = st.columns([3, 2])
+            with left:
+                result = ui.show_reconstruction(chosen.model, digit, key="result")
+            with right:
+                ui.show_code(result, key="result")
+
+
+st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")
+navigation = st.navigation([
+    st.Page(home, title="Draw and reconstruct", icon="✏️", default=True),
+    st.Page("pages/1_Train.py", title="Train a model", icon="🏋️", url_path="Train"),
+])
+navigation.run()

@@ -1,13 +1,22 @@
-"""Process settings for the Streamlit app; import this before anything that imports torch.
+"""Process settings and imports for the Streamlit app: `app.py` imports this module before anything else.
 
-torch's OpenMP threads (GNU libgomp) busy-wait for a long while after each parallel region; in the app the server
-shares the machine with the browser, and that spinning takes CPU the browser needs to show the result. Measured on
-2 cores, mouse-up to reconstruction, median of 30 strokes: 467 ms before this setting and 269-280 ms after it, with
-Streamlit's post-run garbage collection still on; with that off too (.streamlit/config.toml), 264 ms with this
-setting and 272 ms without it. Unlike OMP_WAIT_POLICY=PASSIVE, a short spin keeps training speed.
-libgomp reads the setting once, when torch loads it, so this module must be imported first.
+1. torch's OpenMP threads (GNU libgomp) busy-wait for a long while after each parallel region; in the app the server
+   shares the machine with the browser, and that spinning takes CPU the browser needs to show the result. A short
+   spin keeps training speed (OMP_WAIT_POLICY=PASSIVE does not; figures in the README). libgomp reads the setting
+   once, when torch loads it, so it is set before torch is imported.
+2. Every heavy module the pages use is imported here, at module level. Streamlit runs each visitor's script in a
+   thread of its own; on a cold server two of them importing torchvision at once failed with "partially
+   initialized module" or `_DeadlockError`. Python holds a module's import lock until the module has run, so the
+   first visitor's thread imports everything below while every other visitor waits for this module as a whole.
 """
 
 import os
 
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+
+import plotly.graph_objects  # noqa: E402,F401
+import torch  # noqa: E402,F401
+import torchvision  # noqa: E402,F401
+import torchvision.utils  # noqa: E402,F401
+
+import cae.ui  # noqa: E402,F401  (and through it every module of cae the pages use)

@@ -47,6 +47,7 @@ class Key(StrEnum):
     RUN_SAVED = "run_saved"  # label under which the current run's model was added to MODELS
     RUN_MESSAGE = "run_message"  # why Start did not start, shown once
     RUN_WAS_LIVE = "run_was_live"  # the page was drawn while a run was going: its end must redraw the page
+    CURRENT_DIGIT = "current_digit"  # CurrentDigit: the digit last drawn, picked or uploaded on the home page
 
 
 @st.cache_resource(show_spinner="Loading MNIST ...")
@@ -69,6 +70,23 @@ def shared_pca_mse(source: str, components: int) -> float:
     data = shared_data()
     assert data.source == source  # the key names the data it was computed on
     return pca_mse(data.train_images, data.val_images, components)
+
+
+@dataclass(frozen=True)
+class CurrentDigit:
+    """The digit this session looked at last on the home page, for the other pages to show."""
+
+    image: np.ndarray  # (28, 28) model input in [0, 1]
+    origin: str  # how it came: "drawn", "MNIST test digit #12", "uploaded: five.png"
+
+
+def set_current_digit(image: np.ndarray, origin: str) -> None:
+    st.session_state[Key.CURRENT_DIGIT] = CurrentDigit(np.asarray(image, np.float32).copy(), origin)
+
+
+def current_digit() -> CurrentDigit | None:
+    """The digit last drawn, picked or uploaded in this session, or None before the first."""
+    return st.session_state.get(Key.CURRENT_DIGIT)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,37 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
+from enum import StrEnum
+
 from cae import explore, figures, preprocess, ui
-from cae.ui import Key
+from cae.noise import KINDS as NOISE_KINDS
+from cae.noise import Noise
 
 CANVAS_SIZE = 280  # 10x MNIST's 28; the default pen then draws strokes of MNIST's relative width
 SAMPLES_SHOWN = 32
+NO_NOISE = "none"
+SAMPLE_GRID = 32  # new digits a variational model draws at a time
+
+
+class Key(StrEnum):
+    """The home page's session-state keys."""
+
+    CANVAS_ROUND = "canvas_round"  # bumped by Clear: a new canvas key mounts an empty canvas
+    PEN = "pen_width"
+    SOURCE = "input_source"
+    PICK_HOW = "pick_how"
+    PICK_START = "pick_start"
+    PICK_DIGIT = "pick_digit"
+    PICK_SEED = "pick_seed"
+    PICK_WORST = "pick_worst"
+    PICKED = "picked_sample"
+    POOL_MSE = "pool_mse"  # (label, digit) -> per-image MSE over the test digits, for "worst first"
+    DIGIT_UPLOAD = "digit_upload"
+    NOISE_KIND = "noise_kind"
+    NOISE_AMOUNT = "noise_amount"
+    NOISE_SEED = "noise_seed"
+    SAMPLE_SEED = "sample_seed"
+    TRAVERSE_DIMENSION = "traverse_dimension"
 
 def clear_canvas() -> None:
     st.session_state[Key.CANVAS_ROUND] = st.session_state.get(Key.CANVAS_ROUND, 0) + 1
@@ -26,8 +52,24 @@ def canvas_key() -> str:
     return f"canvas-{st.session_state.get(Key.CANVAS_ROUND, 0)}"
 
 
+def noise_control() -> Noise | None:
+    """Kind and amount of noise added to whatever digit is shown; None for a clean input."""
+    kind_column, amount_column, seed_column = st.columns([2, 3, 1])
+    kind = kind_column.selectbox("Add noise", [NO_NOISE, *NOISE_KINDS], key=Key.NOISE_KIND,
+                                 help="Give the model a corrupted copy and see whether it brings back the clean "
+                                      "digit. A denoising autoencoder learned to; the others never saw noise.")
+    if kind == NO_NOISE:
+        return None
+    amount = amount_column.slider("Noise amount", 0.05, 1.0, 0.5, step=0.05, key=Key.NOISE_AMOUNT,
+                                  help="Gaussian: its sigma; masking and salt and pepper: the fraction of pixels.")
+    seed = st.session_state.setdefault(Key.NOISE_SEED, 0)
+    seed_column.button("New noise", key="new_noise",
+                       on_click=lambda: st.session_state.update({Key.NOISE_SEED: seed + 1}))
+    return Noise(kind, amount)
+
+
 @st.fragment
-def draw_and_reconstruct(model) -> None:
+def draw_and_reconstruct(model, noise: Noise | None) -> None:
     """The canvas, and beside it what the model sees, its reconstruction and the error: redrawn after each stroke.
 
     A fragment: a stroke reruns only this part of the page, not the sidebar and the rest.
@@ -45,7 +87,8 @@ def draw_and_reconstruct(model) -> None:
     if image is not None:
         ui.set_current_digit(image, "drawn on the home page")
     with right:
-        result = ui.show_reconstruction(model, image, key="drawn")
+        result = ui.show_reconstruction(model, image, key="drawn", noise=noise,
+                                        noise_seed=st.session_state.get(Key.NOISE_SEED, 0))
         if result is None:
             st.info("Draw a digit on the black square: the reconstruction appears when you lift the pen.")
             return
@@ -119,30 +162,55 @@ def uploaded_digit() -> np.ndarray | None:
     return image
 
 
+def new_digits(chosen: ui.ChosenModel) -> None:
+    """A variational model's own view: digits decoded from codes drawn from its prior, and one code number swept."""
+    st.subheader("New digits from the prior")
+    seed = st.session_state.setdefault(Key.SAMPLE_SEED, 0)
+    st.button("Draw new codes", key="resample", on_click=lambda: st.session_state.update({Key.SAMPLE_SEED: seed + 1}))
+    samples = explore.sample_digits(chosen.model, SAMPLE_GRID, seed)
+    ui.chart(figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from N(0, I), "
+                                                f"seed {seed}"), key="prior-samples")
+    current = ui.current_digit()
+    if current is None:
+        st.caption("Draw, pick or upload a digit to sweep its code numbers one at a time.")
+        return
+    dimension = st.slider("Code number to sweep", 0, chosen.model.config.code_size - 1, 0, key=Key.TRAVERSE_DIMENSION)
+    values, images = explore.traversal(chosen.model, current.image, dimension)
+    ui.chart(figures.digit_grid(images, [f"{v:+.1f}" for v in values], per_row=len(images),
+                                title=f"The current digit ({current.origin}), code number {dimension} swept "
+                                      f"from -3 to 3"), key="traversal")
+
+
 def home() -> None:
     """The home page: draw, pick or upload a digit; the result view; the chosen model's reconstruction."""
     chosen = ui.model_sidebar()
     data = ui.shared_data()
     st.title("CAE Explorer")
-    st.caption(f"A convolutional autoencoder squeezes each 28x28 digit into {chosen.checkpoint.model_config['code_size']} "
+    st.caption(f"A convolutional autoencoder squeezes each 28x28 digit into {chosen.model.config.code_size} "
                f"numbers and rebuilds it. Model: **{chosen.label}** · data: {data.describe()}.")
     source = st.radio("Input", ["Draw", "Pick from MNIST", "Upload"], horizontal=True, key=Key.SOURCE)
+    noise = noise_control()
     if source == "Draw":
-        draw_and_reconstruct(chosen.model)
+        draw_and_reconstruct(chosen.model, noise)
     else:
         digit = picked_digit(chosen) if source == "Pick from MNIST" else uploaded_digit()
         if digit is not None:
             st.subheader("Reconstruction")
             left, right = st.columns([3, 2])
             with left:
-                result = ui.show_reconstruction(chosen.model, digit, key="result")
+                result = ui.show_reconstruction(chosen.model, digit, key="result", noise=noise,
+                                                noise_seed=st.session_state.get(Key.NOISE_SEED, 0))
             with right:
                 ui.show_code(result, key="result")
+    if chosen.checkpoint.kind.can_sample:
+        new_digits(chosen)
 
 
 st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")
 navigation = st.navigation([
     st.Page(home, title="Draw and reconstruct", icon="✏️", default=True),
     st.Page("pages/1_Train.py", title="Train a model", icon="🏋️", url_path="Train"),
+    st.Page("pages/2_How_it_works.py", title="How it works", icon="🔬", url_path="How_it_works"),
+    st.Page("pages/3_Code_space.py", title="The code space", icon="🗺️", url_path="Code_space"),
 ])
 navigation.run()

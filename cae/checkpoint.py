@@ -2,7 +2,9 @@
 
 Written atomically (a temporary file in the same folder, then a rename) so a crash never leaves half a file.
 Read with `torch.load(..., weights_only=True)`, which never unpickles code, and checked field by field, so a
-corrupt, truncated or foreign file raises CheckpointError and nothing else changes.
+corrupt, truncated or foreign file raises CheckpointError and nothing else changes. In memory the configs are
+typed (the model type's config dataclass, TrainConfig); on disk they are plain dicts. Version 1 files (written
+before the model types) hold an autoencoder's config and load as such.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import io
 import os
 import platform
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,11 +21,12 @@ import torch
 from torch import nn
 
 from cae.config import ConfigError, config_from_dict
-from cae.registry import build_model, model_type
-from cae.training import TrainConfig
+from cae.registry import ModelType, build_model, make_config, model_type, type_of
+from cae.train_config import TrainConfig
 
 FORMAT = "cae-explorer-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: model types (cae, dae, vae); 1: the autoencoder alone, same fields
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -39,27 +42,47 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class Checkpoint:
-    model_type: str  # a name in cae.registry.MODEL_TYPES
-    model_config: dict[str, Any]  # fields of that type's config dataclass
+    model_config: Any  # the model type's config dataclass (cae.registry), which names the type
     state_dict: dict[str, torch.Tensor]
-    train_config: dict[str, Any] | None = None  # fields of TrainConfig; None for weights from elsewhere
+    train_config: TrainConfig | None = None  # None for weights from elsewhere
     history: dict[str, Any] = field(default_factory=dict)  # cae.training.History as a dict
     data_source: str = ""  # cae.data.FULL or SAMPLE
     metrics: dict[str, Any] = field(default_factory=dict)  # val_mse, test_mse, pca_mse, steps, ...
     versions: dict[str, str] = field(default_factory=library_versions)
 
+    @property
+    def kind(self) -> ModelType:
+        return type_of(self.model_config)
+
+    @property
+    def model_type(self) -> str:
+        return self.kind.name
+
     def build_model(self) -> nn.Module:
         """The network with these weights, on the CPU, in eval mode."""
-        model = build_model(self.model_type, self.model_config)
+        model = build_model(self.model_config)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as error:
             raise CheckpointError(f"the weights do not fit the {self.model_type!r} model: {error}") from error
         return model.eval()
 
+    def describe(self) -> str:
+        """A few lines for people: type, settings, score and training."""
+        score = self.metrics.get("test_mse", self.metrics.get("val_mse"))
+        where = self.metrics.get("evaluated_on") or (
+            "MNIST test digits" if self.data_source == "MNIST" else "validation digits")
+        lines = [f"{self.kind.title}: {self.model_config.describe()}"]
+        if score is not None:
+            lines.append(f"MSE per pixel {score:.4f} on {where}")
+        if self.train_config:
+            lines.append(f"trained on {self.data_source or '?'}: {self.train_config.describe()}")
+        return "  \n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "model_type": self.model_type,
-                "model_config": self.model_config, "train_config": self.train_config,
+                "model_config": asdict(self.model_config),
+                "train_config": None if self.train_config is None else asdict(self.train_config),
                 "state_dict": self.state_dict, "history": self.history, "data_source": self.data_source,
                 "metrics": self.metrics, "versions": self.versions}
 
@@ -110,18 +133,17 @@ def load(source: str | Path | bytes | BinaryIO, *, name: str | None = None) -> C
 def _checked(raw: Any) -> Checkpoint:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError("not a CAE Explorer checkpoint (a model file from somewhere else?)")
-    if raw.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint format version {raw.get('version')!r}; this app reads version {VERSION}")
-    kind = model_type(raw.get("model_type"))
-    config_from_dict(kind.config_class, raw.get("model_config"))
-    if raw.get("train_config") is not None:
-        config_from_dict(TrainConfig, raw["train_config"])
+    if raw.get("version") not in READABLE_VERSIONS:
+        raise CheckpointError(f"checkpoint format version {raw.get('version')!r}; this app reads versions "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}")
+    model_config = make_config(model_type(raw.get("model_type")).name, raw.get("model_config"))
+    train_config = None if raw.get("train_config") is None else config_from_dict(TrainConfig, raw["train_config"])
     state = raw.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("the weights are missing or are not tensors")
     checkpoint = Checkpoint(
-        model_type=kind.name, model_config=raw["model_config"], state_dict=state,
-        train_config=raw.get("train_config"), history=raw.get("history") or {},
+        model_config=model_config, state_dict=state,
+        train_config=train_config, history=raw.get("history") or {},
         data_source=str(raw.get("data_source") or ""), metrics=raw.get("metrics") or {},
         versions=raw.get("versions") or {})
     if not all(torch.isfinite(v).all() for v in state.values()):
@@ -130,4 +152,11 @@ def _checked(raw: Any) -> Checkpoint:
     return checkpoint
 
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "pretrained" / "default.pt"  # made by the command in README.md
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"  # each made by the command in README.md
+# The shipped models, by the label the sidebar shows; the first is the default.
+PRETRAINED = {
+    "Pretrained default": DEFAULT_CHECKPOINT,
+    "Pretrained denoising (DAE)": PRETRAINED_DIR / "dae.pt",
+    "Pretrained variational (VAE)": PRETRAINED_DIR / "vae.pt",
+}

@@ -1,7 +1,10 @@
 """Score a checkpoint, or reconstruct images with it: `python -m cae.evaluate --help`.
 
     python -m cae.evaluate [CHECKPOINT]               one JSON object: test_mse, pca_mse, code_size, source, count
+                                                      (and test_elbo_nats for a variational model)
+    python -m cae.evaluate CHECKPOINT --noise gaussian:0.5   adds noisy_psnr_db and output_psnr_db
     python -m cae.evaluate --reconstruct IN.npy OUT.npy   reconstructions of an (N, 28, 28) array in [0, 1]
+    python -m cae.evaluate CHECKPOINT --sample N OUT.npy  N new digits from a variational model's prior
 
 Without CHECKPOINT the shipped pretrained default is used. `--dry-run` scores only the first 500 digits.
 """
@@ -15,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+import torch
+
 from cae import checkpoint
+from cae.config import ConfigError
 from cae.data import DataError, load_mnist
-from cae.metrics import model_mse, pca_mse, reconstruct
+from cae.metrics import denoising_psnr, model_mse, pca_mse, reconstruct, test_elbo_nats
+from cae.noise import Noise
 
 DRY_RUN_DIGITS = 500
 
@@ -41,35 +48,64 @@ def load_images(path: Path) -> np.ndarray:
     return images
 
 
-def evaluate(ckpt: checkpoint.Checkpoint, *, limit: int | None = None) -> dict:
-    """Model and PCA (as many components as the code has, fitted on the same training data) on the same digits."""
+def evaluate(ckpt: checkpoint.Checkpoint, *, limit: int | None = None, noise: Noise | None = None) -> dict:
+    """Model and PCA (as many components as the code has, fitted on the same training data) on the same digits;
+    with `noise`, also how well the model cleans noisy copies of them."""
     data = load_mnist()
     test = data.val_images[:limit]
-    code_size = ckpt.model_config["code_size"]
-    return {"test_mse": model_mse(ckpt.build_model(), test),
-            "pca_mse": pca_mse(data.train_images, test, code_size),
-            "code_size": code_size, "model_type": ckpt.model_type,
-            "source": data.source, "split": data.val_name, "count": len(test),
-            "trained_on": ckpt.data_source}
+    code_size = ckpt.model_config.code_size
+    model = ckpt.build_model()
+    result = {"test_mse": model_mse(model, test), "pca_mse": pca_mse(data.train_images, test, code_size),
+              "code_size": code_size, "model_type": ckpt.model_type,
+              "source": data.source, "split": data.val_name, "count": len(test), "trained_on": ckpt.data_source}
+    if hasattr(model, "negative_elbo"):
+        result["test_elbo_nats"] = test_elbo_nats(model, test)
+    if noise is not None:
+        noisy, output = denoising_psnr(model, test, noise)
+        result.update(noise=f"{noise.kind}:{noise.amount:g}", noisy_psnr_db=noisy, output_psnr_db=output)
+    return result
+
+
+def sample(ckpt: checkpoint.Checkpoint, count: int, *, seed: int = 0) -> np.ndarray:
+    """(count, 28, 28) digits decoded from the prior; InputError for a model type that has none."""
+    if not ckpt.kind.can_sample:
+        raise InputError(f"this model ({ckpt.kind.title}) cannot sample new digits: it has no prior over its codes. "
+                         f"Only a variational model (--model-type vae) can.")
+    if count < 1:
+        raise InputError(f"--sample needs a positive count, got {count}")
+    with torch.no_grad():
+        images = ckpt.build_model().sample(count, torch.Generator().manual_seed(seed))
+    return images[:, 0].numpy()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cae.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", nargs="?", type=Path, default=checkpoint.DEFAULT_CHECKPOINT)
     parser.add_argument("--reconstruct", nargs=2, type=Path, metavar=("IN.npy", "OUT.npy"))
+    parser.add_argument("--noise", metavar="KIND:AMOUNT",
+                        help="also score denoising: gaussian:SIGMA, mask:FRACTION or saltpepper:FRACTION")
+    parser.add_argument("--sample", nargs=2, metavar=("N", "OUT.npy"), help="N digits from a variational prior")
     parser.add_argument("--dry-run", action="store_true", help=f"score the first {DRY_RUN_DIGITS} digits only")
     args = parser.parse_args(argv)
     try:
         ckpt = checkpoint.load(args.checkpoint)
-        if args.reconstruct:
+        if args.sample:
+            count, target = args.sample
+            if not count.isdigit():
+                raise InputError(f"--sample needs a whole number of digits, got {count!r}")
+            images = sample(ckpt, int(count))
+            np.save(target, images)
+            print(json.dumps({"sampled": len(images), "out": target}))
+        elif args.reconstruct:
             source, target = args.reconstruct
             outputs = reconstruct(ckpt.build_model(), load_images(source))
             np.save(target, outputs)
             print(json.dumps({"reconstructed": len(outputs), "out": str(target)}))
         else:
-            result = evaluate(ckpt, limit=DRY_RUN_DIGITS if args.dry_run else None)
+            noise = Noise.parse(args.noise) if args.noise else None
+            result = evaluate(ckpt, limit=DRY_RUN_DIGITS if args.dry_run else None, noise=noise)
             print(json.dumps({"checkpoint": str(args.checkpoint), **result}))
-    except (checkpoint.CheckpointError, DataError, InputError) as error:
+    except (checkpoint.CheckpointError, ConfigError, DataError, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,5 @@
-"""What the pages compute about a model and some digits: one reconstruction with its code, or a scored sample set."""
+"""What the pages compute about a model and some digits: one reconstruction with its code (from a clean or a
+corrupted copy), a scored sample set, and a variational model's new digits and traversals."""
 
 from __future__ import annotations
 
@@ -9,31 +10,69 @@ import torch
 from torch import nn
 
 from cae.metrics import as_batch, per_image_mse, reconstruct
+from cae.noise import Noise
+
+
+def _psnr(mse: float) -> float:
+    return float("inf") if mse == 0 else float(10 * np.log10(1 / mse))
 
 
 @dataclass(frozen=True)
 class Reconstruction:
-    image: np.ndarray  # (28, 28) model input in [0, 1]
+    image: np.ndarray  # (28, 28) the clean model input in [0, 1]
     output: np.ndarray  # (28, 28) reconstruction in [0, 1]
     code: np.ndarray  # (code_size,)
+    noisy: np.ndarray | None = None  # (28, 28) the corrupted copy the model was given, if any
 
     @property
     def error(self) -> np.ndarray:
+        """Squared error against the clean digit: what a denoiser should bring down."""
         return (self.output - self.image) ** 2
 
     @property
     def mse(self) -> float:
         return float(self.error.mean())
 
+    @property
+    def noisy_psnr(self) -> float | None:
+        return None if self.noisy is None else _psnr(float(((self.noisy - self.image) ** 2).mean()))
+
+    @property
+    def output_psnr(self) -> float:
+        return _psnr(self.mse)
+
 
 @torch.no_grad()
-def reconstruct_one(model: nn.Module, image: np.ndarray) -> Reconstruction:
-    """Encode and decode one 28x28 image; the model is only read (eval mode, no gradients)."""
+def reconstruct_one(model: nn.Module, image: np.ndarray, *, noise: Noise | None = None,
+                    seed: int = 0) -> Reconstruction:
+    """Encode and decode one 28x28 image, or a copy corrupted by `noise` (seeded); the model is only read."""
     if model.training:
         raise ValueError("reconstruct_one needs a model in eval mode; shared models are never switched")
-    x = as_batch(np.asarray(image, np.float32)[None])
+    clean = np.asarray(image, np.float32)
+    x = as_batch(clean[None])
+    noisy = None
+    if noise is not None:
+        x = noise.apply(x, torch.Generator().manual_seed(seed))
+        noisy = x[0, 0].numpy()
     code = model.encode(x)
-    return Reconstruction(np.asarray(image, np.float32), model.decode(code)[0, 0].numpy(), code[0].numpy())
+    return Reconstruction(clean, model.decode(code)[0, 0].numpy(), code[0].numpy(), noisy)
+
+
+@torch.no_grad()
+def sample_digits(model: nn.Module, count: int, seed: int) -> np.ndarray:
+    """(count, 28, 28) new digits from a variational model's prior, seeded."""
+    return model.sample(count, torch.Generator().manual_seed(seed))[:, 0].numpy()
+
+
+@torch.no_grad()
+def traversal(model: nn.Module, image: np.ndarray, dimension: int, *, steps: int = 9,
+              limit: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """The digit's code with one number swept from -limit to +limit, the others kept: (values, (steps, 28, 28))."""
+    code = model.encode(as_batch(np.asarray(image, np.float32)[None]))
+    values = np.linspace(-limit, limit, steps, dtype=np.float32)
+    codes = code.repeat(steps, 1)
+    codes[:, dimension] = torch.from_numpy(values)
+    return values, model.decode(codes)[:, 0].numpy()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import pickle
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -144,6 +144,20 @@ def comparison_grid(originals: np.ndarray, reconstructions: np.ndarray, labels: 
                    margin=dict(l=5, r=5, t=35 if title else 5, b=5), **image_axes(*grid.shape))
 
 
+def digit_grid(images: np.ndarray, labels: Sequence[str] = (), *, per_row: int = 16, title: str = "") -> go.Figure:
+    """(N, 28, 28) images in [0, 1], `per_row` a row, each optionally labelled in its corner."""
+    count = len(images)
+    padded = np.zeros((-(-count // per_row) * per_row, 28, 28), np.float32)
+    padded[:count] = images
+    grid = make_grid(torch.as_tensor(padded).unsqueeze(1), nrow=per_row, padding=GRID_PAD, pad_value=0.35)[0].numpy()
+    step = 28 + GRID_PAD
+    notes = [dict(x=(i % per_row) * step + GRID_PAD, y=(i // per_row) * step + GRID_PAD, text=label, showarrow=False,
+                  xanchor="left", yanchor="top", font=dict(size=9, color="#ffd54f")) for i, label in enumerate(labels)]
+    heatmap = dict(type="heatmap", z=grid, zmin=0, zmax=1, colorscale=GREY, showscale=False, hoverinfo="skip")
+    return _figure([heatmap], title=dict(text=title), annotations=notes, height=70 + len(padded) // per_row * 62,
+                   margin=dict(l=5, r=5, t=35 if title else 5, b=5), **image_axes(*grid.shape))
+
+
 def smooth(values: Sequence[float], weight: float = 0.9) -> np.ndarray:
     """Exponential moving average with bias correction, as TensorBoard draws it."""
     out, average = np.empty(len(values)), 0.0
@@ -153,42 +167,75 @@ def smooth(values: Sequence[float], weight: float = 0.9) -> np.ndarray:
     return out
 
 
+TERM_COLOURS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+TERM_NAMES = {"reconstruction": "reconstruction", "kl": "beta x KL"}  # how a term of cae.objective is labelled
+
+
 def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Sequence[float], *,
                loss_name: str = "MSE", log_scale: bool = False, pca_mse: float | None = None,
-               total_steps: int | None = None, max_points: int = 500) -> go.Figure:
+               total_steps: int | None = None, max_points: int = 500,
+               terms: Mapping[str, Sequence[float]] | None = None) -> go.Figure:
     """Training loss per step (raw and smoothed), validation MSE per epoch; long runs thinned to max_points.
 
-    The step axis spans `total_steps` when given: the curve grows into the run's width.
+    The step axis spans `total_steps` when given: the curve grows into the run's width. `terms` are the parts of
+    an objective with more than one (they add up to the loss), drawn smoothed beside it.
     """
     stride = max(1, -(-len(train_loss) // max_points))
     steps = np.arange(1, len(train_loss) + 1)[::stride]
+    total_label = "training total" if terms else f"training {loss_name}"
     traces = [
-        dict(type="scatter", x=steps, y=np.asarray(train_loss)[::stride], name=f"training {loss_name} (each step)",
+        dict(type="scatter", x=steps, y=np.asarray(train_loss)[::stride], name=f"{total_label} (each step)",
              mode="lines", line=dict(color="rgba(31,119,180,0.3)", width=1)),
-        dict(type="scatter", x=steps, y=smooth(train_loss)[::stride], name="training, smoothed", mode="lines",
-             line=dict(color="#1f77b4", width=2)),
-        dict(type="scatter", x=list(val_step), y=list(val_mse), name="validation MSE (each epoch)",
-             mode="lines+markers", line=dict(color="#d62728", width=2)),
+        dict(type="scatter", x=steps, y=smooth(train_loss)[::stride], name=f"{total_label}, smoothed",
+             mode="lines", line=dict(color="#1f77b4", width=2)),
     ]
+    for colour, (name, values) in zip(TERM_COLOURS, (terms or {}).items()):
+        traces.append(dict(type="scatter", x=steps, y=smooth(values)[::stride], mode="lines",
+                           name=f"{TERM_NAMES.get(name, name)}, smoothed", line=dict(color=colour, width=2)))
+    traces.append(dict(type="scatter", x=list(val_step), y=list(val_mse), name="validation MSE (each epoch)",
+                       mode="lines+markers", line=dict(color="#d62728", width=2),
+                       yaxis="y2" if terms else "y"))
     shapes, notes = [], []
     if pca_mse is not None:
         shapes.append(dict(type="line", xref="paper", x0=0, x1=1, y0=pca_mse, y1=pca_mse,
                            line=dict(color="grey", dash="dot")))
         notes.append(dict(xref="paper", x=1, y=pca_mse, text=f"PCA {pca_mse:.4f}", showarrow=False,
                           xanchor="right", yanchor="bottom"))
-    values = [v for v in [*train_loss, *val_mse, pca_mse] if v is not None and math.isfinite(v) and v > 0]
-    xaxis, yaxis = dict(title=dict(text="step")), dict(title=dict(text="loss"), type="log" if log_scale else "linear")
-    if values:  # explicit ranges (see _figure)
+    scale = "log" if log_scale else "linear"
+    xaxis = dict(title=dict(text="step"))
+    yaxis = dict(title=dict(text=f"loss ({loss_name})"), type=scale)
+    extra = {}
+    if terms:  # an objective in nats per digit and an MSE per pixel need axes of their own
+        term_values = [v for values in terms.values() for v in values]
+        yaxis["range"] = _value_range([*train_loss, *term_values], log_scale)
+        extra["yaxis2"] = dict(title=dict(text="validation MSE"), type=scale, overlaying="y", side="right",
+                               showgrid=False, range=_value_range([*val_mse, pca_mse], log_scale))
+        if extra["yaxis2"]["range"] is None:
+            del extra["yaxis2"]["range"]
+        if pca_mse is not None:
+            shapes[0]["yref"] = notes[0]["yref"] = "y2"
+    else:
+        yaxis["range"] = _value_range([*train_loss, *val_mse, pca_mse], log_scale)
+    if yaxis["range"] is None:
+        del yaxis["range"]
+    if train_loss or val_step:  # explicit ranges (see _figure)
         xaxis["range"] = [0, max(total_steps or 0, len(train_loss), max(val_step, default=0)) + 1]
-        low, high = min(values), max(values)
-        if log_scale:
-            pad = max(0.05, 0.05 * math.log10(high / low))
-            yaxis["range"] = [math.log10(low) - pad, math.log10(high) + pad]
-        else:
-            yaxis["range"] = [0, high * 1.05]
     return _figure(traces, title=dict(text="Loss"), xaxis=xaxis, yaxis=yaxis, shapes=shapes, annotations=notes,
-                   height=340, margin=dict(l=60, r=10, t=40, b=45),
-                   legend=dict(x=0.99, y=0.99, xanchor="right", yanchor="top", bgcolor="rgba(128, 132, 149, 0.12)"))
+                   height=340, margin=dict(l=60, r=60 if terms else 10, t=40, b=45),
+                   legend=dict(x=0.99, y=0.99, xanchor="right", yanchor="top", bgcolor="rgba(128, 132, 149, 0.12)"),
+                   **extra)
+
+
+def _value_range(values: Sequence[float | None], log_scale: bool) -> list[float] | None:
+    """An explicit axis range around the finite positive values (None when there are none)."""
+    values = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    if log_scale:
+        pad = max(0.05, 0.05 * math.log10(high / low))
+        return [math.log10(low) - pad, math.log10(high) + pad]
+    return [0, high * 1.05]
 
 
 def tile(kernels: np.ndarray, per_row: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -48,6 +49,42 @@ def model_mse(model: nn.Module, images: torch.Tensor | np.ndarray, *, batch_size
     return total / (len(images) * 28 * 28)
 
 
+@dataclass(frozen=True)
+class ReconstructionStats:
+    mse: float  # per pixel
+    output_spread: float  # how much the reconstructions differ between digits: per-pixel variance, averaged
+    input_spread: float  # the same for the digits themselves
+
+    @property
+    def spread_ratio(self) -> float:
+        """Near 0: the model gives (almost) the same picture for every digit."""
+        return self.output_spread / max(self.input_spread, 1e-12)
+
+
+def reconstruction_stats(model: nn.Module, images: torch.Tensor | np.ndarray, *,
+                         batch_size: int = 1000) -> ReconstructionStats:
+    """MSE per pixel of the reconstructions of (N, 28, 28) images, and how much they vary across the digits."""
+    error = 0.0
+    pixel_sums = {name: torch.zeros(784, dtype=torch.float64) for name in ("out", "out_sq", "inp", "inp_sq")}
+    with evaluating(model) as device:
+        for i in range(0, len(images), batch_size):
+            x = as_batch(images[i:i + batch_size], device)
+            y = model(x)
+            error += torch.sum((y - x) ** 2).item()
+            flat_in, flat_out = x.flatten(1).double().cpu(), y.flatten(1).double().cpu()
+            pixel_sums["out"] += flat_out.sum(0)
+            pixel_sums["out_sq"] += (flat_out**2).sum(0)
+            pixel_sums["inp"] += flat_in.sum(0)
+            pixel_sums["inp_sq"] += (flat_in**2).sum(0)
+    count = len(images)
+
+    def spread(name: str) -> float:
+        mean = pixel_sums[name] / count
+        return torch.mean(pixel_sums[f"{name}_sq"] / count - mean**2).item()
+
+    return ReconstructionStats(error / (count * 784), spread("out"), spread("inp"))
+
+
 def per_image_mse(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
     """(N, 28, 28) pairs in [0, 1] -> (N,) mean squared error of each image."""
     return ((np.asarray(originals, np.float32) - reconstructions) ** 2).reshape(len(originals), -1).mean(axis=1)
@@ -63,3 +100,34 @@ def pca_mse(train_images: torch.Tensor, test_images: torch.Tensor, components: i
     basis = vectors[:, -components:]  # (784, k)
     test = as_batch(test_images).flatten(1).double() - mean
     return torch.mean((test @ basis @ basis.T - test) ** 2).item()
+
+
+def denoising_psnr(model: nn.Module, images: torch.Tensor | np.ndarray, noise, *, seed: int = 0,
+                   batch_size: int = 1000) -> tuple[float, float]:
+    """(PSNR of the noisy digits, PSNR of the model's output from them), both against the clean digits, in dB.
+
+    `noise` is a cae.noise.Noise; its seeded draw is the same for every model, so models compare on equal terms.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    noisy_error = output_error = 0.0
+    with evaluating(model) as device:
+        for i in range(0, len(images), batch_size):
+            clean = as_batch(images[i:i + batch_size])
+            noisy = noise.apply(clean, generator)
+            output = model(noisy.to(device)).cpu()
+            noisy_error += torch.sum((noisy.double() - clean.double()) ** 2).item()
+            output_error += torch.sum((output.double() - clean.double()) ** 2).item()
+    pixels = len(images) * 784
+    return 10 * np.log10(pixels / noisy_error), 10 * np.log10(pixels / output_error)
+
+
+def test_elbo_nats(model: nn.Module, images: torch.Tensor | np.ndarray, *, seed: int = 0,
+                   batch_size: int = 1000) -> float:
+    """A variational model's negative ELBO in nats per digit (one seeded sample of the code per digit)."""
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    with evaluating(model) as device:
+        for i in range(0, len(images), batch_size):
+            noise_source = generator if device.type == "cpu" else None
+            total += model.negative_elbo(as_batch(images[i:i + batch_size], device), noise_source).sum().item()
+    return total / len(images)

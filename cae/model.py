@@ -3,6 +3,10 @@
 Pure PyTorch: no files, no Streamlit, no argument parsing. The decoder mirrors the encoder; with tied weights
 (the post's choice) each transposed convolution uses the very weight tensor of the matching encoder convolution,
 which is the post's lesson in code: a "deconvolution" is a full convolution with the kernel rotated 180 degrees.
+
+ConvAutoencoder is also the interface every model type offers (cae.registry): `encode`, `decode`, `reconstruct`,
+`objective` (the training loss and its named terms), `loss_label`, the stage generators the pages draw, and the
+config's `describe`. The denoising and variational types subclass it and change only what differs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cae.config import ConfigError, check_choice, check_range
+from cae.objective import Objective, per_pixel_loss
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid}
 CHANNELS = 32  # filters in each convolution, as in the post
@@ -40,9 +45,16 @@ class ModelConfig:
             raise ConfigError(f"tied_weights must be true or false, got {self.tied_weights!r}")
         return self
 
+    def describe(self) -> str:
+        """One line for people: the network's settings."""
+        return (f"code {self.code_size} · dropout {self.dropout:g} · "
+                f"{'tied' if self.tied_weights else 'untied'} weights · {self.activation}")
+
 
 class ConvAutoencoder(nn.Module):
     """conv-pool-conv-pool-dense code, mirrored by dense-upscale-deconv-upscale-deconv; output in [0, 1]."""
+
+    TERMS = ("reconstruction",)  # the loss terms `objective` reports, in order
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
@@ -69,23 +81,43 @@ class ConvAutoencoder(nn.Module):
     def deconv1_w(self) -> torch.Tensor:
         return self.conv1.weight if self.config.tied_weights else self.deconv1_weight
 
+    def feature_stages(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (name, tensor) after each convolutional stage of the encoder, ending with the 512 features."""
+        h = self.act(self.conv1(x))
+        yield "conv1", h  # (B, 32, 24, 24)
+        h = F.max_pool2d(h, 2)
+        yield "pool1", h  # (B, 32, 12, 12)
+        h = self.act(self.conv2(h))
+        yield "conv2", h  # (B, 32, 8, 8)
+        h = F.max_pool2d(h, 2)
+        yield "pool2", h  # (B, 32, 4, 4)
+        yield "flatten", self.dropout(h.flatten(1))  # (B, 512)
+
+    def head_stages(self, features: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        """From the 512 features to the code; the last stage is always named "code"."""
+        yield "code", self.encode_dense(features)  # (B, code); linear, so its numbers take any sign and size
+
     def encoder_stages(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield (name, tensor) after each encoder stage; the last one is the code."""
-        h = self.act(self.conv1(x)); yield "conv1", h  # (B, 32, 24, 24)
-        h = F.max_pool2d(h, 2); yield "pool1", h  # (B, 32, 12, 12)
-        h = self.act(self.conv2(h)); yield "conv2", h  # (B, 32, 8, 8)
-        h = F.max_pool2d(h, 2); yield "pool2", h  # (B, 32, 4, 4)
-        h = self.dropout(h.flatten(1)); yield "flatten", h  # (B, 512)
-        yield "code", self.encode_dense(h)  # (B, code); linear, so its numbers take any sign and size
+        features = None
+        for name, features in self.feature_stages(x):
+            yield name, features
+        yield from self.head_stages(features)
 
-    def decoder_stages(self, code: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
-        """Yield (name, tensor) after each decoder stage; the last one is the image."""
-        h = self.act(self.decode_dense(self.dropout(code))); yield "dense", h  # (B, 512)
-        h = h.view(-1, CHANNELS, 4, 4); yield "reshape", h
-        h = F.interpolate(h, scale_factor=2, mode="nearest"); yield "upscale2", h  # (B, 32, 8, 8)
-        h = self.act(F.conv_transpose2d(h, self.deconv2_w, self.deconv2_bias)); yield "deconv2", h  # (B, 32, 12, 12)
-        h = F.interpolate(h, scale_factor=2, mode="nearest"); yield "upscale1", h  # (B, 32, 24, 24)
-        yield "deconv1", torch.sigmoid(F.conv_transpose2d(h, self.deconv1_w, self.deconv1_bias))  # (B, 1, 28, 28)
+    def decoder_stages(self, code: torch.Tensor, *, logits: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (name, tensor) after each decoder stage; the last one is the image (or its logits)."""
+        h = self.act(self.decode_dense(self.dropout(code)))
+        yield "dense", h  # (B, 512)
+        h = h.view(-1, CHANNELS, 4, 4)
+        yield "reshape", h
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        yield "upscale2", h  # (B, 32, 8, 8)
+        h = self.act(F.conv_transpose2d(h, self.deconv2_w, self.deconv2_bias))
+        yield "deconv2", h  # (B, 32, 12, 12)
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        yield "upscale1", h  # (B, 32, 24, 24)
+        h = F.conv_transpose2d(h, self.deconv1_w, self.deconv1_bias)
+        yield "deconv1", h if logits else torch.sigmoid(h)  # (B, 1, 28, 28)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) images in [0, 1] -> (B, code_size) codes."""
@@ -97,5 +129,19 @@ class ConvAutoencoder(nn.Module):
         *_, (_, image) = self.decoder_stages(code)
         return image
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model makes of its input: the decoded code."""
         return self.decode(self.encode(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct(x)
+
+    def objective(self, x: torch.Tensor, *, loss: str = "mse",
+                  generator: torch.Generator | None = None) -> Objective:
+        """The training loss on a batch of clean digits; `generator` feeds any randomness the type needs."""
+        return Objective.of(reconstruction=per_pixel_loss(self(x), x, loss))
+
+    @staticmethod
+    def loss_label(loss: str = "mse") -> str:
+        """The objective's unit, for charts."""
+        return f"{loss.upper()} per pixel"

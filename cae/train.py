@@ -1,7 +1,8 @@
 """Train a model from the command line and write a checkpoint: `python -m cae.train --help`.
 
-Every field of ModelConfig and TrainConfig is an option. Ctrl+C stops between steps and still saves the model.
-`--dry-run` trains one epoch on 512 digits: the real path in seconds.
+`--model-type cae|dae|vae` picks the model type; every field of its config and of TrainConfig is an option.
+Ctrl+C stops between steps and still saves the model. `--dry-run` trains one epoch on 512 digits: the real path in
+seconds.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from cae.cli import add_config_options, config_from_args
 from cae.config import ConfigError
 from cae.data import DataError, load_mnist
 from cae.metrics import model_mse, pca_mse
-from cae.model import ModelConfig
-from cae.training import Trainer, TrainConfig
+from cae.registry import MODEL_TYPES, model_type
+from cae.train_config import TrainConfig
+from cae.training import StopReason, Trainer
 
 DRY_RUN_DIGITS = 512
 
@@ -38,21 +40,25 @@ def train(trainer: Trainer, *, progress: bool = True) -> None:
             if result.val_mse is not None:
                 bar.write(f"epoch {result.epoch + 1}: validation MSE {result.val_mse:.5f}")
     except KeyboardInterrupt:
-        trainer.stop("interrupted from the keyboard")
+        trainer.stop(StopReason.INTERRUPTED)
     finally:
         bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cae.train", description=__doc__.split("\n\n")[0])
-    add_config_options(parser, ModelConfig, "model")
-    add_config_options(parser, TrainConfig, "training")
-    parser.add_argument("--out", type=Path, help="checkpoint path (default: runs/cae-<time>.pt)")
+    parser.add_argument("--model-type", choices=list(MODEL_TYPES), default="cae",
+                        help="; ".join(f"{kind.name}: {kind.title}" for kind in MODEL_TYPES.values()))
+    config_classes = [kind.config_class for kind in MODEL_TYPES.values()]
+    add_config_options(parser, config_classes, "model")
+    add_config_options(parser, [TrainConfig], "training")
+    parser.add_argument("--out", type=Path, help="checkpoint path (default: runs/<type>-<time>.pt)")
     parser.add_argument("--dry-run", action="store_true", help=f"1 epoch on {DRY_RUN_DIGITS} digits")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        model_config = config_from_args(ModelConfig, args)
+        model_config = config_from_args(model_type(args.model_type).config_class, args, option_classes=config_classes,
+                                        owner=f"--model-type {args.model_type}")
         train_config = config_from_args(TrainConfig, args)
         if args.dry_run:
             train_config = replace(train_config, epochs=1, train_subset=DRY_RUN_DIGITS)
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"data: {data.describe()}")
     trainer = Trainer(model_config, train_config, data)
+    print(f"model: {model_type(args.model_type).title}: {model_config.describe()}; objective in {trainer.loss_label}")
     print(f"device: {trainer.device}; {trainer.total_steps} steps of {train_config.batch_size}")
     train(trainer, progress=not args.no_progress)
     ckpt = trainer.checkpoint()
@@ -69,12 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         test_mse=model_mse(trainer.model, data.val_images),
         evaluated_on=f"{len(data.val_images)} {data.val_name} digits",
         pca_mse=pca_mse(data.train_images, data.val_images, model_config.code_size))
-    out = checkpoint.save(ckpt, args.out or Path("runs") / f"cae-{time.strftime('%Y%m%d-%H%M%S')}.pt")
+    default_out = Path("runs") / f"{args.model_type}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+    out = checkpoint.save(ckpt, args.out or default_out)
     summary = {"checkpoint": str(out), f"{data.val_name}_mse": ckpt.metrics["test_mse"],
                "pca_mse": ckpt.metrics["pca_mse"], "train_seconds": round(trainer.history.train_seconds, 1),
-               "samples_per_s": round(trainer.history.samples_per_s), "stop_reason": trainer.stop_reason}
+               "samples_per_s": round(trainer.history.samples_per_s), "stop_reason": trainer.stop_message}
     print(json.dumps(summary))
-    return 1 if trainer.stop_reason and not trainer.stop_reason.startswith("interrupted") else 0
+    return 1 if trainer.stop_reason not in (None, StopReason.INTERRUPTED) else 0
 
 
 if __name__ == "__main__":

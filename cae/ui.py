@@ -7,47 +7,42 @@ trains or uploads lives in that session's state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from torch import nn
 
 from cae import checkpoint, explore, figures
 from cae.checkpoint import Checkpoint, CheckpointError
 from cae.data import MnistData, load_mnist
 from cae.metrics import model_mse, pca_mse
-from cae.training import TrainingRunner
+from cae.noise import Noise
+from cae.registry import type_of
+from cae.run_queue import RunQueue, places_from_environment
+from cae.runner import TrainingRunner
+from cae.training import RunState
 
-DEFAULT_LABEL = "Pretrained default"
+DEFAULT_LABEL = next(iter(checkpoint.PRETRAINED))
 
 
 class Key(StrEnum):
-    """Every session-state key of the app, in one place."""
+    """The session-state keys more than one page reads; each page defines its own keys itself."""
 
     MODELS = "models"  # label -> Checkpoint: this session's trained and uploaded models
     BUILT = "built_models"  # label -> nn.Module in eval mode, built once from MODELS
     MODEL_WIDGET = "model_select"  # the label chosen in the sidebar (kept across pages by `sticky`)
     UPLOAD = "checkpoint_upload"
     UPLOAD_MESSAGE = "checkpoint_upload_message"  # (level, text) from the last checkpoint upload
-    CANVAS_ROUND = "canvas_round"  # bumped by Clear: a new canvas key mounts an empty canvas
-    PEN = "pen_width"
-    SOURCE = "input_source"
-    PICK_HOW = "pick_how"
-    PICK_START = "pick_start"
-    PICK_DIGIT = "pick_digit"
-    PICK_SEED = "pick_seed"
-    PICK_WORST = "pick_worst"
-    PICKED = "picked_sample"
-    POOL_MSE = "pool_mse"  # (label, digit) -> per-image MSE over the test digits, for "worst first"
-    DIGIT_UPLOAD = "digit_upload"
-    RUNNER = "runner"  # training page: this session's TrainingRunner
+    CURRENT_DIGIT = "current_digit"  # CurrentDigit: the digit last drawn, picked or uploaded on the home page
+    RUNNER = "runner"  # this session's TrainingRunner (the Train page starts it; every page collects its model)
     RUN_COUNT = "run_count"
     RUN_SAVED = "run_saved"  # label under which the current run's model was added to MODELS
-    RUN_MESSAGE = "run_message"  # why Start did not start, shown once
-    RUN_WAS_LIVE = "run_was_live"  # the page was drawn while a run was going: its end must redraw the page
-    CURRENT_DIGIT = "current_digit"  # CurrentDigit: the digit last drawn, picked or uploaded on the home page
 
 
 @st.cache_resource(show_spinner="Loading MNIST ...")
@@ -56,13 +51,29 @@ def shared_data() -> MnistData:
     return load_mnist()
 
 
-@st.cache_resource(show_spinner="Loading the pretrained model ...")
-def default_model() -> tuple[Checkpoint, nn.Module]:
-    ckpt = checkpoint.load(checkpoint.DEFAULT_CHECKPOINT)
+@st.cache_resource(show_spinner="Loading a pretrained model ...")
+def pretrained_model(label: str = DEFAULT_LABEL) -> tuple[Checkpoint, nn.Module]:
+    """A shipped model (checkpoint.PRETRAINED), loaded once per process and shared read-only."""
+    ckpt = checkpoint.load(checkpoint.PRETRAINED[label])
     model = ckpt.build_model()  # eval mode; never trained, so every session may run it at once
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return ckpt, model
+
+
+@st.cache_resource
+def run_queue() -> RunQueue:
+    """The server's places for runs training at once (CAE_MAX_RUNS, else half the cores), shared by every session."""
+    return RunQueue(places_from_environment())
+
+
+def session_alive_check() -> Callable[[], bool]:
+    """A check that says whether this browser session is still connected (always True outside a real server)."""
+    context = get_script_run_ctx()
+    if context is None or not Runtime.exists():
+        return lambda: True
+    runtime, session_id = Runtime.instance(), context.session_id
+    return lambda: runtime.is_active_session(session_id)
 
 
 @st.cache_resource(show_spinner="Fitting PCA for comparison ...")
@@ -100,7 +111,7 @@ def add_session_model(label: str, ckpt: Checkpoint) -> str:
     """Keep a model in this session under a label not used yet; returns that label."""
     models = st.session_state.setdefault(Key.MODELS, {})
     unique, n = label, 2
-    while unique in models or unique == DEFAULT_LABEL:
+    while unique in models or unique in checkpoint.PRETRAINED:
         unique, n = f"{label} ({n})", n + 1
     models[unique] = ckpt
     return unique
@@ -127,21 +138,6 @@ def _session_model(label: str) -> nn.Module:
     return built[label]
 
 
-def describe(ckpt: Checkpoint) -> str:
-    c, m = ckpt.model_config, ckpt.metrics
-    score = m.get("test_mse", m.get("val_mse"))
-    where = m.get("evaluated_on") or ("MNIST test digits" if ckpt.data_source == "MNIST" else "validation digits")
-    lines = [f"code {c['code_size']} · dropout {c['dropout']} · {'tied' if c['tied_weights'] else 'untied'} "
-             f"weights · {c['activation']}"]
-    if score is not None:
-        lines.append(f"MSE per pixel {score:.4f} on {where}")
-    if ckpt.train_config:
-        t = ckpt.train_config
-        lines.append(f"trained on {ckpt.data_source or '?'}: {t['epochs']} epochs, {t['optimizer']} "
-                     f"lr {t['learning_rate']:g}, batch {t['batch_size']}, {t['loss']} loss")
-    return "  \n".join(lines)
-
-
 def sticky(widget, label: str, *args, key: str, default, **kwargs):
     """A widget whose value survives visits to other pages (Streamlit forgets widgets a page did not draw)."""
     kept = f"{key}__kept"
@@ -153,16 +149,18 @@ def sticky(widget, label: str, *args, key: str, default, **kwargs):
 
 
 def finished_run_label(runner: TrainingRunner) -> str:
-    t = runner.trainer
-    how = "stopped" if t.stop_reason else "trained"
+    trainer = runner.trainer
+    how = "stopped" if trainer.stop_reason else "trained"
     number = st.session_state.get(Key.RUN_COUNT, 1)
-    return f"Run {number}: code {t.model_config.code_size}, {how} at step {t.step_count}"
+    kind = type_of(trainer.model_config).name.upper()
+    return f"Run {number}: {kind}, code {trainer.model_config.code_size}, {how} at step {trainer.step_count}"
 
 
 def collect_finished_run() -> None:
     """Once a run of this session has ended, add its model to the session's models (on whichever page is open)."""
     runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
-    if runner is None or runner.alive or runner.state in ("ready", "failed") or st.session_state.get(Key.RUN_SAVED):
+    if runner is None or runner.alive or runner.state in (RunState.READY, RunState.FAILED) \
+            or st.session_state.get(Key.RUN_SAVED):
         return
     with runner.reading() as trainer:
         if trainer.step_count == 0:
@@ -170,7 +168,7 @@ def collect_finished_run() -> None:
         ckpt = trainer.checkpoint()
         train_images = trainer.train_images.cpu()
     data = shared_data()
-    k = ckpt.model_config["code_size"]
+    k = ckpt.model_config.code_size
     whole = len(train_images) == len(data.train_images)
     ckpt.metrics["pca_mse"] = shared_pca_mse(data.source, k) if whole else pca_mse(train_images, data.val_images, k)
     ckpt.metrics["test_mse"] = model_mse(ckpt.build_model(), data.val_images)  # the final weights, not the last epoch's
@@ -180,14 +178,28 @@ def collect_finished_run() -> None:
     st.session_state[Key.RUN_SAVED] = label
 
 
+def _through_the_router() -> None:
+    """Make a page that Streamlit ran on its own go through app.py's navigation instead.
+
+    Because a folder named pages/ exists, Streamlit serves a link straight to a page (say /Train) the old way,
+    running the page file alone, until app.py has called st.navigation once in this server process: the page then
+    lacks the navigation's titles and the wide layout. The first such visit switches that mode off and reruns;
+    the rerun goes through app.py to the same page (both ways name it by its url path).
+    """
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def model_sidebar() -> ChosenModel:
     """The model choice, the same on every page: the default, this session's models, or an uploaded file."""
+    _through_the_router()
     collect_finished_run()
     models = st.session_state.setdefault(Key.MODELS, {})
     with st.sidebar:
         st.header("Model")
-        label = sticky(st.selectbox, "Model to use", [DEFAULT_LABEL, *models], key=Key.MODEL_WIDGET,
-                       default=DEFAULT_LABEL, help="The pretrained default, models trained on the Train page in "
+        label = sticky(st.selectbox, "Model to use", [*checkpoint.PRETRAINED, *models], key=Key.MODEL_WIDGET,
+                       default=DEFAULT_LABEL, help="The shipped models, models trained on the Train page in "
                                                    "this browser session, or a checkpoint you upload.")
         st.file_uploader("Load a checkpoint (.pt)", type=["pt", "pth", "ckpt"], key=Key.UPLOAD,
                          on_change=_load_uploaded_checkpoint,
@@ -196,8 +208,11 @@ def model_sidebar() -> ChosenModel:
         message = st.session_state.pop(Key.UPLOAD_MESSAGE, None)
         if message:
             getattr(st, message[0])(message[1])
-        ckpt, model = default_model() if label == DEFAULT_LABEL else (models[label], _session_model(label))
-        st.caption(describe(ckpt))
+        if label in checkpoint.PRETRAINED:
+            ckpt, model = pretrained_model(label)
+        else:
+            ckpt, model = models[label], _session_model(label)
+        st.caption(ckpt.describe())
     return ChosenModel(label, ckpt, model)
 
 
@@ -207,22 +222,35 @@ def chart(figure, *, key: str, where=st) -> None:
     where.plotly_chart(figure, key=key, width="stretch", theme=None)
 
 
-def show_reconstruction(model: nn.Module, image: np.ndarray | None, *, key: str) -> explore.Reconstruction | None:
+def show_reconstruction(model: nn.Module, image: np.ndarray | None, *, key: str, noise: Noise | None = None,
+                        noise_seed: int = 0) -> explore.Reconstruction | None:
     """Input, reconstruction and error side by side, with the MSE; the code's bars go where `show_code` is called.
 
-    With no image the panels are drawn blank, so the chart stays mounted and the browser only updates it
-    when a digit arrives (several times faster than drawing a new chart).
+    With `noise`, the model is given a corrupted copy: the panels add it, and the PSNR of the copy and of the
+    output against the clean digit show whether the model removed the noise. With no image the panels are drawn
+    blank, so the chart stays mounted and the browser only updates it when a digit arrives (several times faster
+    than drawing a new chart).
     """
-    result = None if image is None else explore.reconstruct_one(model, image)
+    result = None if image is None else explore.reconstruct_one(model, image, noise=noise, seed=noise_seed)
     blank = np.zeros((28, 28), np.float32)
-    panels = [("Model input (28x28)", blank if result is None else result.image),
-              ("Reconstruction", blank if result is None else result.output),
-              ("Squared error", blank if result is None else result.error)]
-    chart(figures.digit_panels(panels, error_panel=2), key=f"{key}-panels")
+    panels = [("Model input (28x28)", blank if result is None else result.image)]
+    if noise is not None:
+        panels.append(("Noisy input", blank if result is None else result.noisy))
+    panels += [("Reconstruction", blank if result is None else result.output),
+               ("Squared error", blank if result is None else result.error)]
+    chart(figures.digit_panels(panels, error_panel=len(panels) - 1), key=f"{key}-panels")
     if result is None:
         return None
-    st.metric("MSE per pixel", f"{result.mse:.4f}",
-              help="Mean squared error between the model input and its reconstruction, pixels in [0, 1].")
+    columns = st.columns(3 if noise is not None else 1)
+    columns[0].metric("MSE per pixel", f"{result.mse:.4f}",
+                      help="Mean squared error between the clean model input and the reconstruction, pixels in "
+                           "[0, 1].")
+    if noise is not None:
+        columns[1].metric("PSNR of the noisy input", f"{result.noisy_psnr:.1f} dB",
+                          help="10 log10(1 / MSE) against the clean digit: higher is cleaner.")
+        columns[2].metric("PSNR of the output", f"{result.output_psnr:.1f} dB",
+                          delta=f"{result.output_psnr - result.noisy_psnr:+.1f} dB",
+                          help="Above the noisy input's PSNR: the model removed noise. Below: it made things worse.")
     return result
 
 

@@ -1,24 +1,35 @@
-"""Train page: set the knobs, press Start, and watch a convolutional autoencoder learn on MNIST.
+"""Train page: choose a model type and its knobs, press Start, and watch an autoencoder learn on MNIST.
 
-Training runs in a background thread owned by this browser session (cae.training.TrainingRunner); the live view
-is a fragment that redraws every second from a snapshot, so the page stays responsive and other pages keep working.
+Training runs in a background thread owned by this browser session (cae.runner.TrainingRunner), once the server's
+run queue gives it a place; the live view is a fragment that redraws every second from a snapshot, so the page
+stays responsive and other pages keep working. A run whose browser session has gone stops by itself.
 """
 
 from __future__ import annotations
 
-
 import cae.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
+from enum import StrEnum
+
 import streamlit as st
 
 from cae import checkpoint, figures, ui
 from cae.config import ConfigError
 from cae.model import ACTIVATIONS, ModelConfig
-from cae.training import LOSSES, OPTIMIZERS, RunSnapshot, Trainer, TrainConfig, TrainingRunner
+from cae.noise import KINDS as NOISE_KINDS
+from cae.registry import MODEL_TYPES, model_type
+from cae.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
+from cae.train_config import LOSSES, OPTIMIZERS, TrainConfig
+from cae.training import RunState, StopReason, Trainer
 from cae.ui import Key
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
 SUBSETS = [500, 1000, 2000, 5000, 10000, 20000, 0]  # 0 = every training digit
+# The defaults a first Start uses; chosen by measurement (README, "Defaults that teach").
+DEFAULT_LEARNING_RATE = 3e-3
+DEFAULT_SCHEDULE = "cosine"
+DEFAULT_EPOCHS = 4
+DEFAULT_SUBSET = 5000
 PREVIEW_DIGITS = 8
 REFRESH_SECONDS = 1.0
 # The live view is replaced every second. Without this its elements fade while the fragment reruns and the progress
@@ -26,46 +37,110 @@ REFRESH_SECONDS = 1.0
 STILL_LIVE_VIEW = ("<style>.st-key-live, .st-key-live * {transition: none !important; animation: none !important}"
                    "</style>")
 
-st.set_page_config(page_title="Train - CAE Explorer", page_icon="🏋️", layout="wide")
+
+class TrainKey(StrEnum):
+    """This page's session-state keys (widgets and its own state)."""
+
+    MODEL_TYPE = "t_type"
+    CODE = "t_code"
+    DROPOUT = "t_dropout"
+    TIED = "t_tied"
+    ACTIVATION = "t_act"
+    NOISE = "t_noise"
+    NOISE_AMOUNT = "t_noise_amount"
+    BETA = "t_beta"
+    LOSS = "t_loss"
+    OPTIMIZER = "t_opt"
+    LEARNING_RATE = "t_lr"
+    SCHEDULE = "t_schedule"
+    BATCH = "t_batch"
+    EPOCHS = "t_epochs"
+    SUBSET = "t_subset"
+    SEED = "t_seed"
+    MESSAGE = "t_message"  # why Start did not start, shown once
+    WAS_LIVE = "t_was_live"  # the page was drawn while a run was going: its end must redraw the page
+
+
+def model_settings(disabled: bool) -> str:
+    """The model type and its knobs; returns the type's name."""
+    sticky, defaults = ui.sticky, ModelConfig()
+    name = sticky(st.selectbox, "Model type", list(MODEL_TYPES), key=TrainKey.MODEL_TYPE, default="cae",
+                  disabled=disabled, format_func=lambda n: MODEL_TYPES[n].title,
+                  help=" ".join(f"{kind.title}: {kind.lesson}" for kind in MODEL_TYPES.values()))
+    kind_defaults = MODEL_TYPES[name].config_class()
+    sticky(st.slider, "Code size", ModelConfig.RANGES["code_size"][0], 128, key=TrainKey.CODE,
+           default=defaults.code_size, disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
+    if name == "dae":
+        sticky(st.selectbox, "Noise while training", list(NOISE_KINDS), key=TrainKey.NOISE,
+               default=kind_defaults.noise, disabled=disabled, help="; ".join(f"{k}: {v}" for k, v in NOISE_KINDS.items()))
+        sticky(st.slider, "Noise amount", 0.05, 1.0, step=0.05, key=TrainKey.NOISE_AMOUNT,
+               default=kind_defaults.noise_amount, disabled=disabled,
+               help="Gaussian: its sigma; masking and salt and pepper: the fraction of pixels changed.")
+    if name == "vae":
+        sticky(st.slider, "Beta (weight of the KL term)", 0.0, 10.0, step=0.25, key=TrainKey.BETA,
+               default=kind_defaults.beta, disabled=disabled,
+               help="1 trains the true lower bound. Larger: a tidier code, blurrier digits.")
+    sticky(st.slider, "Dropout", 0.0, 0.9, step=0.05, key=TrainKey.DROPOUT, default=defaults.dropout, disabled=disabled,
+           help="On the 512 features and on the code while training. The post used 0.5; it blurs.")
+    sticky(st.toggle, "Tied weights", key=TrainKey.TIED, default=defaults.tied_weights, disabled=disabled,
+           help="The decoder's transposed convolutions reuse the encoder's kernels, as in the post.")
+    sticky(st.selectbox, "Activation", list(ACTIVATIONS), key=TrainKey.ACTIVATION, default=defaults.activation,
+           disabled=disabled, help="After each hidden layer; tanh is the post's.")
+    return name
+
+
+def training_settings(disabled: bool, type_name: str) -> None:
+    sticky, defaults = ui.sticky, TrainConfig()
+    if type_name == "vae":
+        st.caption("Objective: the negative ELBO, reconstruction (cross-entropy summed over the 784 pixels) plus "
+                   "beta x KL, in nats per digit.")
+    else:
+        sticky(st.selectbox, "Loss", list(LOSSES), key=TrainKey.LOSS, default=defaults.loss, disabled=disabled,
+               format_func={"mse": "Mean squared error", "bce": "Binary cross-entropy"}.get,
+               help="What training minimises. The chart's validation line is always MSE per pixel.")
+    sticky(st.selectbox, "Optimizer", list(OPTIMIZERS), key=TrainKey.OPTIMIZER, default=defaults.optimizer,
+           disabled=disabled, format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
+    sticky(st.select_slider, "Learning rate", LEARNING_RATES, key=TrainKey.LEARNING_RATE,
+           default=DEFAULT_LEARNING_RATE, disabled=disabled, format_func=lambda v: f"{v:g}",
+           help="Log scale. 10 is far too large: try it to see what becomes of the model.")
+    sticky(st.selectbox, "Schedule", ["constant", "cosine"], key=TrainKey.SCHEDULE, default=DEFAULT_SCHEDULE,
+           disabled=disabled, help="Cosine lowers the learning rate to zero by the last step: big steps first, "
+                                   "then fine ones.")
+    sticky(st.select_slider, "Batch size", BATCH_SIZES, key=TrainKey.BATCH, default=defaults.batch_size,
+           disabled=disabled)
+    sticky(st.slider, "Epochs", 1, 50, key=TrainKey.EPOCHS, default=DEFAULT_EPOCHS, disabled=disabled)
+    sticky(st.select_slider, "Training digits", SUBSETS, key=TrainKey.SUBSET, default=DEFAULT_SUBSET,
+           disabled=disabled, format_func=lambda v: "all" if v == 0 else f"{v:,}",
+           help="A random subset (seeded); small ones make fast demos.")
+    sticky(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key=TrainKey.SEED, default=defaults.seed,
+           disabled=disabled, help="Same seed and settings, same run.")
 
 
 def settings(disabled: bool) -> None:
     """The sidebar knobs; each range comes from the config dataclasses, which validate again on Start."""
-    s, m, t = ui.sticky, ModelConfig(), TrainConfig()
     with st.sidebar:
         st.header("Training settings")
-        s(st.slider, "Code size", ModelConfig.RANGES["code_size"][0], 128, key="t_code", default=m.code_size,
-          disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
-        s(st.slider, "Dropout", 0.0, 0.9, step=0.05, key="t_dropout", default=m.dropout, disabled=disabled,
-          help="On the 512 features and on the code while training. The post used 0.5; it blurs.")
-        s(st.toggle, "Tied weights", key="t_tied", default=m.tied_weights, disabled=disabled,
-          help="The decoder's transposed convolutions reuse the encoder's kernels, as in the post.")
-        s(st.selectbox, "Activation", list(ACTIVATIONS), key="t_act", default=m.activation, disabled=disabled,
-          help="After each hidden layer; tanh is the post's.")
-        s(st.selectbox, "Loss", list(LOSSES), key="t_loss", default=t.loss, disabled=disabled,
-          format_func={"mse": "Mean squared error", "bce": "Binary cross-entropy"}.get,
-          help="What training minimises. The chart's validation line is always MSE per pixel.")
-        s(st.selectbox, "Optimizer", list(OPTIMIZERS), key="t_opt", default=t.optimizer, disabled=disabled,
-          format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
-        s(st.select_slider, "Learning rate", LEARNING_RATES, key="t_lr", default=t.learning_rate, disabled=disabled,
-          format_func=lambda v: f"{v:g}", help="Log scale. Try 10 to see divergence caught.")
-        s(st.select_slider, "Batch size", BATCH_SIZES, key="t_batch", default=t.batch_size, disabled=disabled)
-        s(st.slider, "Epochs", 1, 50, key="t_epochs", default=2, disabled=disabled)
-        s(st.select_slider, "Training digits", SUBSETS, key="t_subset", default=10000, disabled=disabled,
-          format_func=lambda v: "all" if v == 0 else f"{v:,}",
-          help="A random subset (seeded); small ones make fast demos.")
-        s(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key="t_seed", default=t.seed, disabled=disabled,
-          help="Same seed and settings, same run.")
+        type_name = model_settings(disabled)
+        training_settings(disabled, type_name)
         st.caption(f"Data: {ui.shared_data().describe()}")
 
 
-def chosen_configs() -> tuple[ModelConfig, TrainConfig]:
+def chosen_configs():
     """The configs the knobs describe now (read at click time, so Start never uses a stale drawing's values)."""
-    v = st.session_state
-    return (ModelConfig(code_size=int(v["t_code"]), dropout=float(v["t_dropout"]), tied_weights=bool(v["t_tied"]),
-                        activation=v["t_act"]),
-            TrainConfig(epochs=int(v["t_epochs"]), batch_size=int(v["t_batch"]), learning_rate=float(v["t_lr"]),
-                        optimizer=v["t_opt"], loss=v["t_loss"], train_subset=int(v["t_subset"]), seed=int(v["t_seed"])))
+    values = st.session_state
+    kind = model_type(values[TrainKey.MODEL_TYPE])
+    model_fields = dict(code_size=int(values[TrainKey.CODE]), dropout=float(values[TrainKey.DROPOUT]),
+                        tied_weights=bool(values[TrainKey.TIED]), activation=values[TrainKey.ACTIVATION])
+    if kind.name == "dae":
+        model_fields.update(noise=values[TrainKey.NOISE], noise_amount=float(values[TrainKey.NOISE_AMOUNT]))
+    if kind.name == "vae":
+        model_fields.update(beta=float(values[TrainKey.BETA]))
+    loss = values.get(TrainKey.LOSS, "mse") if kind.name != "vae" else "bce"
+    train_config = TrainConfig(epochs=int(values[TrainKey.EPOCHS]), batch_size=int(values[TrainKey.BATCH]),
+                               learning_rate=float(values[TrainKey.LEARNING_RATE]),
+                               optimizer=values[TrainKey.OPTIMIZER], loss=loss, schedule=values[TrainKey.SCHEDULE],
+                               train_subset=int(values[TrainKey.SUBSET]), seed=int(values[TrainKey.SEED]))
+    return kind.config_class(**model_fields), train_config
 
 
 def start() -> None:
@@ -75,10 +150,11 @@ def start() -> None:
     try:
         trainer = Trainer(*chosen_configs(), ui.shared_data())
     except ConfigError as error:
-        st.session_state[Key.RUN_MESSAGE] = f"Not started: {error}"
+        st.session_state[TrainKey.MESSAGE] = f"Not started: {error}"
         return
     runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
-                            preview_seconds=REFRESH_SECONDS)
+                            preview_seconds=REFRESH_SECONDS, queue=ui.run_queue(),
+                            owner_alive=ui.session_alive_check())
     st.session_state[Key.RUNNER] = runner
     st.session_state[Key.RUN_COUNT] = st.session_state.get(Key.RUN_COUNT, 0) + 1
     st.session_state[Key.RUN_SAVED] = None
@@ -87,7 +163,10 @@ def start() -> None:
 
 def pause_or_resume() -> None:
     runner: TrainingRunner = st.session_state[Key.RUNNER]
-    runner.resume() if runner.state == "paused" else runner.pause()
+    if runner.state is RunState.PAUSED:
+        runner.resume()
+    else:
+        runner.pause()
 
 
 def stop() -> None:
@@ -103,17 +182,31 @@ def reset() -> None:
 
 
 def progress(snap: RunSnapshot) -> None:
+    if snap.state is RunState.WAITING:
+        training, waiting = ui.run_queue().counts()
+        ahead = f"{snap.runs_ahead} run{'s' if snap.runs_ahead != 1 else ''} ahead of yours"
+        st.info(f"Waiting: {ahead}. This server trains {ui.run_queue().places} run(s) at once "
+                f"({training} training now, {waiting} waiting); yours starts by itself when a place frees.")
     epochs = snap.total_steps // snap.steps_per_epoch
     left = snap.seconds_left
     st.progress(snap.step / snap.total_steps,
                 text=f"{snap.state.capitalize()} · epoch {snap.epoch} of {epochs} · step {snap.step:,} of "
                      f"{snap.total_steps:,} · {snap.history.samples_per_s:,.0f} samples/s"
-                     + (f" · about {left:,.0f} s left" if left is not None and snap.state == "running" else ""))
+                     + (f" · about {left:,.0f} s left" if left is not None and snap.state is RunState.RUNNING else ""))
 
 
 def live_view(log_scale: bool, channel: int, loss_name: str) -> None:
     with st.container(key="live"):
         live_panels(log_scale, channel, loss_name)
+
+
+def stop_notice(snap: RunSnapshot) -> None:
+    if snap.error:
+        st.error(f"Training failed inside its thread: {snap.error}")
+    elif snap.stop_reason is StopReason.DIVERGED:
+        st.error(f"Training stopped: {snap.stop_message}")
+    elif snap.stop_reason is StopReason.COLLAPSED:
+        st.error(f"Training stopped, the model collapsed: {snap.stop_message}")
 
 
 def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
@@ -125,21 +218,19 @@ def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
     data = ui.shared_data()
     snap = runner.snapshot()
     progress(snap)
-    if snap.error:
-        st.error(f"Training failed inside its thread: {snap.error}")
-    elif snap.stop_reason and snap.stop_reason != "stopped by the user":
-        st.error(f"Training stopped: {snap.stop_reason}")
-    h = snap.history
+    stop_notice(snap)
+    history = snap.history
     left, right = st.columns([3, 2])
-    ui.chart(figures.loss_chart(h.train_loss, h.val_step, h.val_mse, loss_name=loss_name, log_scale=log_scale,
-                                total_steps=snap.total_steps), key="loss-chart", where=left)
+    ui.chart(figures.loss_chart(history.train_loss, history.val_step, history.val_mse, loss_name=loss_name,
+                                log_scale=log_scale, total_steps=snap.total_steps, terms=history.terms),
+             key="loss-chart", where=left)
     ui.chart(figures.filters_figure(snap.filters["conv1"], snap.filters["conv2"][channel], channel),
              key="filters", where=right)
     st.image(figures.comparison_image(data.val_images[:PREVIEW_DIGITS].numpy() / 255, snap.previews),
              caption=f"Validation digits #0 to #{PREVIEW_DIGITS - 1} (top) and their reconstructions now",
              output_format="PNG")  # JPEG would smear the pixels
-    if snap.state not in ("running", "paused") and st.session_state.get(Key.RUN_WAS_LIVE):
-        st.session_state[Key.RUN_WAS_LIVE] = False
+    if not snap.state.live and st.session_state.get(TrainKey.WAS_LIVE):
+        st.session_state[TrainKey.WAS_LIVE] = False
         st.rerun(scope="app")  # the run ended: redraw buttons, results and the sidebar's model list
 
 
@@ -149,16 +240,23 @@ def results() -> None:
     if ckpt is None:
         return
     st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**.")
-    a, b, c = st.columns(3)
-    a.metric("Validation MSE per pixel", f"{ckpt.metrics['test_mse']:.4f}")
-    b.metric(f"PCA with {ckpt.model_config['code_size']} components", f"{ckpt.metrics['pca_mse']:.4f}",
-             help="Fitted on the same training digits, scored on the same validation digits.")
-    c.download_button("Download checkpoint", checkpoint.to_bytes(ckpt), file_name="cae-run.pt",
-                      mime="application/octet-stream", key="t_download")
+    score, pca, download = st.columns(3)
+    score.metric("Validation MSE per pixel", f"{ckpt.metrics['test_mse']:.4f}")
+    pca.metric(f"PCA with {ckpt.model_config.code_size} components", f"{ckpt.metrics['pca_mse']:.4f}",
+               help="Fitted on the same training digits, scored on the same validation digits.")
+    download.download_button("Download checkpoint", checkpoint.to_bytes(ckpt), file_name=f"{ckpt.model_type}-run.pt",
+                             mime="application/octet-stream", key="t_download")
     samples, wall = ckpt.history.get("samples", 0), ckpt.metrics.get("wall_seconds") or 0
     if wall:
         st.caption(f"Trained on {samples:,} digits in {wall:.1f} s of wall time, validation included: "
                    f"{samples / wall:,.0f} samples/s overall.")
+
+
+def server_line() -> None:
+    training, waiting = ui.run_queue().counts()
+    st.caption(f"This server trains {ui.run_queue().places} run(s) at once: {training} training now, {waiting} "
+               f"waiting. Pause gives your place to the next run waiting (your progress and memory stay); Resume "
+               f"queues again. A run whose browser tab has been closed for {ORPHAN_SECONDS:.0f} s stops by itself.")
 
 
 runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
@@ -174,16 +272,17 @@ buttons[1].button("Pause/Resume", key="t_pause", disabled=not busy, on_click=pau
 buttons[2].button("Stop", key="t_stop", disabled=not busy, on_click=stop)
 buttons[3].button("Reset", key="t_reset", disabled=runner is None, on_click=reset,
                   help="Forget this run's progress; a model it finished stays in the model choice.")
-message = st.session_state.pop(Key.RUN_MESSAGE, None)
+message = st.session_state.pop(TrainKey.MESSAGE, None)
 if message:
     st.error(message)
+server_line()
 # View options live outside the fragment: a widget inside it would be sent and redrawn every second.
 scale_column, channel_column = st.columns([1, 3])
 log_scale = scale_column.toggle("Log scale", key="t_log", value=True)
 channel = channel_column.slider("Conv2 output channel shown", 0, 31, 0, key="t_channel",
                                 help="Conv2 makes 32 channels, each from 32 kernels (one per conv1 channel).")
 st.html(STILL_LIVE_VIEW)
-st.session_state[Key.RUN_WAS_LIVE] = busy
-loss_name = {"mse": "MSE", "bce": "BCE"}[runner.trainer.config.loss if runner else st.session_state["t_loss"]]
+st.session_state[TrainKey.WAS_LIVE] = busy
+loss_name = runner.trainer.loss_label if runner else "MSE per pixel"
 st.fragment(run_every=REFRESH_SECONDS if busy else None)(live_view)(log_scale, channel, loss_name)
 results()

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -39,18 +38,25 @@ def free_port() -> int:
 class Server:
     url: str
     pid: int
+    log: Path  # what the server printed, tracebacks included
+
+
+# The README's command, from the venv inside the clone, with only a port and headless mode added: every setting that
+# matters is in .streamlit/config.toml, where the README's command picks it up too.
+STREAMLIT = ROOT / ".venv" / "bin" / "streamlit"
+
+
+def readme_command(port: int) -> list[str]:
+    return [str(STREAMLIT), "run", "app.py", "--server.headless", "true", "--server.port", str(port)]
 
 
 @contextlib.contextmanager
-def streamlit_server(data_dir: Path) -> Iterator[Server]:
-    """`streamlit run app.py` on a free loopback port; yields its URL and process id, and stops it afterwards."""
+def streamlit_server(data_dir: Path, *, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """The app started as the README starts it, on a free port; yields its URL and process id, stops it after."""
     port = free_port()
-    env = {**os.environ, "CAE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "CAE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
     log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(readme_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -63,7 +69,7 @@ def streamlit_server(data_dir: Path) -> Iterator[Server]:
             if process.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
             time.sleep(0.2)
-        yield Server(url, process.pid)
+        yield Server(url, process.pid, Path(log.name))
     finally:
         process.send_signal(signal.SIGTERM)
         try:

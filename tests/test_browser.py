@@ -72,3 +72,38 @@ def test_train_stop_and_use_the_model_on_the_home_page(page):
     assert 0 < metric_value(page) < 0.3
     wait_images_loaded(page)
     screenshot(page, "trained-model-on-home.png")
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of the selectbox whose label is `label`."""
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_train_a_denoiser_on_the_page_then_denoise_a_drawn_digit(page):
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
+    button(page, "Start").wait_for(timeout=60_000)
+    choose(page, "Model type", "Denoising autoencoder")
+    page.get_by_text("Noise while training").wait_for(timeout=30_000)
+    button(page, "Start").click()
+    wait_for_plot(page, "Loss", min_points=30, timeout=120_000)
+    button(page, "Stop").click()
+    page.get_by_text("The model of this run is in the sidebar").wait_for(timeout=60_000)
+    label = re.search(r"as (Run \d+: DAE.*?)\.", page.get_by_text("The model of this run").inner_text()).group(1)
+    page.locator('[data-testid="stSidebarNav"] a').first.click()
+    page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
+    choose(page, "Model to use", label)
+    page.get_by_text(f"Model: {label}").wait_for(timeout=30_000)
+    choose(page, "Add noise", "gaussian")
+    page.get_by_text("Noise amount").wait_for(timeout=30_000)
+    draw(page, SEVEN)
+    wait_for_reconstruction(page)
+    page.get_by_text("PSNR of the output").wait_for(timeout=30_000)
+    values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    noisy_db, output_db = (float(v.split()[0]) for v in values[1:3])
+    assert output_db > noisy_db  # even a briefly trained denoiser cleans the noise off a digit it never saw
+    panels = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(el =>
+        ((el._fullLayout && el._fullLayout.annotations) || []).map(a => String(a.text)))""")
+    assert "Noisy input" in panels
+    wait_images_loaded(page)
+    screenshot(page, "denoise-drawn-digit.png")

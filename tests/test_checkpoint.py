@@ -10,16 +10,21 @@ import torch
 
 from cae import checkpoint
 from cae.checkpoint import Checkpoint, CheckpointError
+from cae.denoising import DenoisingConfig
 from cae.model import ConvAutoencoder, ModelConfig
+from cae.registry import build_model
+from cae.train_config import TrainConfig
+from cae.variational import VariationalConfig
+from tests.conftest import ROOT
+
+V1_FILE = ROOT / "tests" / "fixtures" / "v1_untied_code8.pt"  # written by `python -m cae.train` before model types
 
 
 def make(code_size: int = 8) -> Checkpoint:
     torch.manual_seed(0)
     model = ConvAutoencoder(ModelConfig(code_size=code_size))
-    return Checkpoint(model_type="cae", model_config={"code_size": code_size, "dropout": 0.0,
-                                                      "tied_weights": True, "activation": "tanh"},
-                      state_dict=model.state_dict(), history={"train_loss": [0.1, 0.05]},
-                      data_source="MNIST", metrics={"test_mse": 0.01})
+    return Checkpoint(model_config=ModelConfig(code_size=code_size), state_dict=model.state_dict(),
+                      history={"train_loss": [0.1, 0.05]}, data_source="MNIST", metrics={"test_mse": 0.01})
 
 
 def test_round_trip_keeps_weights_configs_history_and_versions(tmp_path):
@@ -56,7 +61,7 @@ def foreign_files(tmp_path):
     good = checkpoint.to_bytes(make())
     buffer = io.BytesIO()
     torch.save({"conv1.weight": torch.zeros(3)}, buffer)  # a plain state_dict from elsewhere
-    wrong_shape = make(8).to_dict() | {"model_config": make(16).model_config}
+    wrong_shape = make(8).to_dict() | {"model_config": make(16).to_dict()["model_config"]}
     nan = make().to_dict()
     nan["state_dict"] = {k: v.clone().fill_(float("nan")) for k, v in nan["state_dict"].items()}
     pickled_code = io.BytesIO()
@@ -101,5 +106,32 @@ def test_a_missing_file_and_an_upload_name(tmp_path):
 
 def test_the_shipped_default_loads():
     ckpt = checkpoint.load(checkpoint.DEFAULT_CHECKPOINT)
-    assert ckpt.model_type == "cae" and ckpt.model_config["code_size"] == 32
+    assert ckpt.model_type == "cae" and ckpt.model_config == ModelConfig(code_size=32)
     assert ckpt.data_source == "MNIST" and zipfile.is_zipfile(checkpoint.DEFAULT_CHECKPOINT)
+
+
+def test_a_checkpoint_written_before_model_types_still_loads_and_works():
+    raw = torch.load(V1_FILE, weights_only=True)
+    assert raw["version"] == 1 and raw["model_type"] == "cae"  # the file really is of the old format
+    ckpt = checkpoint.load(V1_FILE)
+    assert ckpt.model_config == ModelConfig(code_size=8, tied_weights=False)
+    assert isinstance(ckpt.train_config, TrainConfig) and ckpt.train_config.loss == "bce"
+    model = ckpt.build_model()
+    assert model.encode(torch.rand(2, 1, 28, 28)).shape == (2, 8)
+    assert torch.equal(model.deconv1_w, raw["state_dict"]["deconv1_weight"])  # its own untied weights, not fresh
+    again = checkpoint.load(checkpoint.to_bytes(ckpt))  # re-saved in today's format, the same model
+    assert again.model_config == ckpt.model_config and torch.load(
+        io.BytesIO(checkpoint.to_bytes(ckpt)), weights_only=True)["version"] == checkpoint.VERSION
+
+
+@pytest.mark.parametrize("config", [DenoisingConfig(code_size=4, noise="mask", noise_amount=0.3),
+                                    VariationalConfig(code_size=6, beta=2.5, tied_weights=False)])
+def test_each_model_type_keeps_its_type_and_objective_settings(config):
+    torch.manual_seed(0)
+    model = build_model(config)
+    ckpt = Checkpoint(model_config=config, state_dict=model.state_dict(), train_config=TrainConfig(epochs=3))
+    loaded = checkpoint.load(checkpoint.to_bytes(ckpt))
+    assert loaded.model_config == config and type(loaded.build_model()) is type(model)
+    assert loaded.train_config == TrainConfig(epochs=3)
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(loaded.build_model()(x), model.eval()(x))

@@ -9,9 +9,21 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from cae import ui
+from cae.training import RunState, StopReason
 from tests.conftest import ROOT
 
-FAST = {"t_subset": 1000, "t_batch": 64, "t_epochs": 3}  # 16 steps an epoch
+FAST = {"t_subset": 1000, "t_batch": 64, "t_epochs": 3, "t_lr": 1e-3}  # 16 steps an epoch
+SHIPPED = 3  # the sidebar lists the shipped models first
+
+
+@pytest.fixture(autouse=True)
+def places(monkeypatch):
+    """Two runs may train at once unless a test says otherwise (the server's queue is made afresh per test)."""
+    monkeypatch.setenv("CAE_MAX_RUNS", "2")
+    ui.run_queue.clear()
+    yield
+    ui.run_queue.clear()
 
 
 def train_page(**settings) -> AppTest:
@@ -96,8 +108,8 @@ def test_start_then_the_loss_chart_gains_points_and_filters_are_drawn(page):
 
 def test_a_short_run_finishes_and_its_model_joins_the_choice_with_pca_beside_it(page):
     page.button(key="t_start").click().run()
-    wait_for(page, lambda at: runner(at).state == "finished" and at.success, 120)
-    assert page.selectbox(key="model_select").options[1].startswith("Run 1: code 32, trained at step 48")
+    wait_for(page, lambda at: runner(at).state is RunState.FINISHED and at.success, 120)
+    assert page.selectbox(key="model_select").options[SHIPPED].startswith("Run 1: CAE, code 32, trained at step 48")
     assert [m.label for m in page.metric][:2] == ["Validation MSE per pixel", "PCA with 32 components"]
     assert 0 < float(page.metric[0].value) < 0.2 and 0 < float(page.metric[1].value) < 0.1
     assert page.get("download_button")
@@ -109,21 +121,20 @@ def test_pause_stop_and_reset(page):
     page.button(key="t_start").click().run()
     wait_for(page, lambda at: runner(at).trainer.step_count > 2)
     page.button(key="t_pause").click().run()
-    time.sleep(1)
+    wait_for(page, lambda at: runner(at).state is RunState.PAUSED and "Paused" in at.get("progress")[0].proto.text)
     paused_at = runner(page).trainer.step_count
-    time.sleep(1)
-    page.run()
-    assert runner(page).state == "paused" and runner(page).trainer.step_count == paused_at
-    assert "Paused" in page.get("progress")[0].proto.text
+    for _ in range(5):  # paused: no step however often the page looks
+        page.run()
+        assert runner(page).trainer.step_count == paused_at
     page.button(key="t_pause").click().run()
     wait_for(page, lambda at: runner(at).trainer.step_count > paused_at)
     page.button(key="t_stop").click().run()
     wait_for(page, lambda at: not runner(at).alive and at.success)
-    assert "stopped at step" in page.selectbox(key="model_select").options[1]
+    assert "stopped at step" in page.selectbox(key="model_select").options[SHIPPED]
     page.button(key="t_reset").click().run()
     assert not page.exception and "runner" not in page.session_state
     assert any("press Start" in i.value for i in page.info)
-    assert len(page.selectbox(key="model_select").options) == 2  # the stopped run's model is kept
+    assert len(page.selectbox(key="model_select").options) == SHIPPED + 1  # the stopped run's model is kept
 
 
 def test_start_twice_never_starts_two_threads(page):
@@ -137,14 +148,16 @@ def test_start_twice_never_starts_two_threads(page):
     assert sum(t.name == "cae-trainer" for t in threading.enumerate()) == 1
 
 
-def test_a_diverging_learning_rate_gives_a_clear_message_and_keeps_finite_weights(full_mnist, monkeypatch):
-    at = train_page(t_lr=10.0, t_opt="sgd", t_epochs=5)
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_learning_rate_10_collapses_the_model_and_the_page_says_what_happened(full_mnist, optimizer):
+    at = train_page(t_lr=10.0, t_opt=optimizer, t_epochs=5)
     at.button(key="t_start").click().run()
     wait_for(at, lambda a: not runner(a).alive, 120)
     at.run()
     trainer = runner(at).trainer
-    if trainer.stop_reason:  # lr 10 with SGD diverges on this model: a clear message, finite weights kept
-        assert any("Training stopped" in e.value and "smaller learning rate" in e.value for e in at.error)
+    assert trainer.stop_reason is StopReason.COLLAPSED and trainer.step_count == 32  # the branch, always reached
+    shown = [e.value for e in at.error if "collapsed" in e.value]
+    assert shown and "same picture for every digit" in shown[0] and "Try 0.001" in shown[0]
     assert all(p.isfinite().all() for p in trainer.model.parameters())
     assert not at.exception
 
@@ -194,11 +207,61 @@ def test_two_sessions_train_side_by_side_without_mixing(full_mnist):
         assert ra.trainer.model.config.code_size == 8 and rb.trainer.model.config.code_size == 16
         a.button(key="t_stop").click().run()
         wait_for(a, lambda at: not runner(at).alive and at.success)
-        assert rb.alive and rb.state == "running"  # stopping one session's run leaves the other's alone
-        assert len(a.selectbox(key="model_select").options) == 2
+        assert rb.alive and rb.state is RunState.RUNNING  # stopping one session's run leaves the other's alone
+        assert len(a.selectbox(key="model_select").options) == SHIPPED + 1
         b.run()
-        assert b.selectbox(key="model_select").options == ["Pretrained default"]
+        assert len(b.selectbox(key="model_select").options) == SHIPPED
     finally:
         for at in (a, b):
             runner(at).stop()
             runner(at).join(30)
+
+
+def test_beyond_the_server_limit_start_waits_in_the_queue_then_trains(full_mnist, monkeypatch):
+    monkeypatch.setenv("CAE_MAX_RUNS", "1")
+    ui.run_queue.clear()
+    a, b = train_page(t_epochs=50), train_page(t_epochs=50, t_seed=7)
+    try:
+        a.button(key="t_start").click().run()
+        wait_for(a, lambda at: runner(at).trainer.step_count > 0)
+        b.button(key="t_start").click().run()
+        wait_for(b, lambda at: any("Waiting: 0 runs ahead of yours" in i.value for i in at.info))
+        assert runner(b).state is RunState.WAITING and runner(b).trainer.step_count == 0
+        assert any("1 training now, 1 waiting" in c.value for c in b.caption)
+        a.button(key="t_stop").click().run()
+        wait_for(b, lambda at: runner(at).trainer.step_count > 0)  # started by itself when the place freed
+        assert runner(b).state is RunState.RUNNING
+    finally:
+        for at in (a, b):
+            runner(at).stop()
+            runner(at).join(30)
+
+
+def test_a_short_vae_run_draws_its_kl_curve_and_joins_the_choice(page):
+    page.session_state["t_type"] = "vae"
+    page.run()
+    assert page.slider(key="t_beta").value == 1.0 and not [s for s in page.selectbox if s.key == "t_loss"]
+    page.session_state["t_beta"] = 2.0
+    page.session_state["t_epochs"] = 1
+    page.button(key="t_start").click().run()
+    wait_for(page, lambda at: runner(at).state is RunState.FINISHED and at.success, 120)
+    names = [trace["name"] for trace in figure(page, "Loss")["data"]]
+    assert "beta x KL, smoothed" in names and "reconstruction, smoothed" in names
+    assert "nats per digit" in figure(page, "Loss")["layout"]["yaxis"]["title"]["text"]
+    history = runner(page).trainer.history
+    assert np.allclose(np.add(history.terms["reconstruction"], history.terms["kl"]), history.train_loss, rtol=1e-5)
+    assert runner(page).trainer.model_config.beta == 2.0
+    assert page.selectbox(key="model_select").options[SHIPPED].startswith("Run 1: VAE, code 32")
+
+
+def test_the_denoising_type_offers_its_noise_knobs_and_trains_with_them(page):
+    page.session_state["t_type"] = "dae"
+    page.run()
+    assert page.selectbox(key="t_noise").options == ["gaussian", "mask", "saltpepper"]
+    page.session_state["t_noise"] = "mask"
+    page.session_state["t_noise_amount"] = 0.3
+    page.session_state["t_epochs"] = 50
+    page.button(key="t_start").click().run()
+    wait_for(page, lambda at: runner(at).trainer.step_count > 0)
+    config = runner(page).trainer.model_config
+    assert (type(config).__name__, config.noise, config.noise_amount) == ("DenoisingConfig", "mask", 0.3)

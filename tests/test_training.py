@@ -9,16 +9,28 @@ import pytest
 import torch
 
 from cae.config import ConfigError
-from cae.model import ModelConfig
 from cae.metrics import reconstruct
-from cae.training import Trainer, TrainConfig, TrainingRunner
+from cae.model import ModelConfig
+from cae.run_queue import RunQueue
+from cae.runner import TrainingRunner
+from cae.train_config import TrainConfig
+from cae.training import RunState, StopReason, Trainer
 
 
-def trainer(data, **settings) -> Trainer:
+def trainer(data, model_config=None, **settings) -> Trainer:
     """A small run on real digits; 1,000 test digits keep each end-of-epoch validation short."""
     settings = {"epochs": 1, "train_subset": 512, "batch_size": 64, **settings}
     small = replace(data, val_images=data.val_images[:1000], val_labels=data.val_labels[:1000])
-    return Trainer(ModelConfig(), TrainConfig(**settings), small)
+    return Trainer(model_config or ModelConfig(), TrainConfig(**settings), small)
+
+
+def wait_until(condition, seconds: float = 60, what: str = "condition") -> None:
+    """Poll until condition() holds; fail after `seconds` (single steps took 55 to 800 ms on a loaded machine)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {seconds} s")
+        time.sleep(0.02)
 
 
 def run(t: Trainer, steps: int) -> list[float]:
@@ -58,18 +70,30 @@ def test_a_non_finite_loss_stops_and_puts_back_the_last_finite_weights(mnist):
     with torch.no_grad():
         t.model.conv1.weight[0, 0, 0, 0] = float("nan")  # as a diverging update would leave it
     result = t.step()
-    assert result.stop_reason and "nan" in result.stop_reason and "learning rate" in result.stop_reason
+    assert result.stop_reason is StopReason.DIVERGED
+    assert "nan" in t.stop_message and "learning rate" in t.stop_message
     assert t.finished and t.step_count == 3
     assert all(torch.equal(a, b) for a, b in zip(last_finite, t.model.parameters()))
 
 
-def test_a_huge_learning_rate_ends_in_a_clear_stop_not_a_crash(mnist):
-    t = trainer(mnist, learning_rate=10.0, optimizer="sgd", epochs=3)
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_learning_rate_10_collapses_the_model_and_the_run_says_so(mnist, optimizer):
+    t = trainer(mnist, learning_rate=10.0, optimizer=optimizer, epochs=5, train_subset=1024)  # 16 steps an epoch
     while not t.finished:
         t.step()
-    if t.stop_reason:  # diverged: the weights kept must still be finite
-        assert "learning rate" in t.stop_reason
+    assert t.stop_reason is StopReason.COLLAPSED  # the branch this test names, always reached
+    assert t.step_count == 32  # the first validation at or after 30 steps
+    assert "same picture for every digit" in t.stop_message and "Try 0.001" in t.stop_message
+    outputs = reconstruct(t.model, mnist.val_images[:50])
+    assert outputs.std(axis=0).mean() < 0.01  # it really is one picture for every digit
     assert all(torch.isfinite(p).all() for p in t.model.parameters())
+
+
+def test_a_healthy_run_is_not_taken_for_a_collapse(mnist):
+    t = trainer(mnist, learning_rate=1e-3, epochs=3, train_subset=1024)
+    while not t.finished:
+        t.step()
+    assert t.stop_reason is None and t.step_count == 48 and len(t.history.val_mse) == 3
 
 
 def test_training_subset_and_filters(mnist):
@@ -90,22 +114,22 @@ def test_bad_training_settings_are_refused(mnist, settings):
 
 def test_runner_pauses_resumes_and_stops_between_steps(mnist):
     runner = TrainingRunner(trainer(mnist, epochs=50))
-    assert runner.state == "ready"
+    assert runner.state is RunState.READY
     assert runner.start() and not runner.start()  # a second start starts nothing
-    time.sleep(0.3)
+    wait_until(lambda: runner.trainer.step_count > 0, what="a first step")
     runner.pause()
-    time.sleep(0.2)  # let the step in flight finish
-    with runner.reading() as t:
-        paused_at = t.step_count
-    time.sleep(0.4)
-    assert runner.state == "paused" and runner.trainer.step_count == paused_at > 0
+    wait_until(lambda: runner.snapshot().state is RunState.PAUSED and runner._published.state is RunState.PAUSED,
+               what="the thread publishing its pause")
+    paused_at = runner.trainer.step_count
+    for _ in range(10):  # a paused run takes no step, however long one looks
+        time.sleep(0.05)
+        assert runner.trainer.step_count == paused_at
     runner.resume()
-    time.sleep(0.3)
-    assert runner.trainer.step_count > paused_at
+    wait_until(lambda: runner.trainer.step_count > paused_at, what="a step after resuming")
     runner.stop()
     runner.join(30)
-    assert not runner.alive and runner.state == "stopped"
-    assert runner.trainer.stop_reason == "stopped by the user"
+    assert not runner.alive and runner.state is RunState.STOPPED
+    assert runner.trainer.stop_reason is StopReason.USER
 
 
 def test_runner_makes_previews_in_its_own_thread_and_snapshots_are_copies(mnist):
@@ -114,7 +138,8 @@ def test_runner_makes_previews_in_its_own_thread_and_snapshots_are_copies(mnist)
     first = runner.snapshot()  # before the start: made once by the caller
     assert first.previews.shape == (4, 28, 28) and first.step == 0 and first.state == "ready"
     runner.start()
-    time.sleep(1.0)
+    wait_until(lambda: runner.snapshot().step > 0 and runner.snapshot().previews is not first.previews,
+               what="a published snapshot with fresh previews")
     later = runner.snapshot()
     runner.stop()
     runner.join(30)
@@ -202,7 +227,7 @@ def test_runner_stop_while_paused_ends_the_thread(mnist):
     runner.start()
     runner.stop()
     runner.join(30)
-    assert not runner.alive and runner.state == "stopped"
+    assert not runner.alive and runner.state is RunState.STOPPED
 
 
 def test_an_exception_in_the_thread_is_kept_for_the_page(mnist, monkeypatch):
@@ -211,4 +236,87 @@ def test_an_exception_in_the_thread_is_kept_for_the_page(mnist, monkeypatch):
     runner = TrainingRunner(t)
     runner.start()
     runner.join(30)
-    assert runner.state == "failed" and "ZeroDivisionError" in runner.error
+    assert runner.state is RunState.FAILED and "ZeroDivisionError" in runner.error
+
+
+def test_a_queue_with_one_place_makes_the_second_run_wait_then_start_by_itself(mnist):
+    queue = RunQueue(1)
+    first = TrainingRunner(trainer(mnist, epochs=50), queue=queue)
+    second = TrainingRunner(trainer(mnist, epochs=50, seed=1), queue=queue)
+    try:
+        first.start()
+        wait_until(lambda: first.trainer.step_count > 0, what="the first run training")
+        second.start()
+        wait_until(lambda: second.state is RunState.WAITING, what="the second run waiting")
+        assert queue.counts() == (1, 1) and second.snapshot().state is RunState.WAITING
+        time.sleep(0.3)
+        assert second.trainer.step_count == 0  # it waits: no step without a place
+        first.stop()
+        wait_until(lambda: second.trainer.step_count > 0, what="the second run starting when the place freed")
+        assert second.state is RunState.RUNNING and queue.counts() == (1, 0)
+    finally:
+        for runner in (first, second):
+            runner.stop()
+            runner.join(30)
+    assert queue.counts() == (0, 0)
+
+
+def test_a_paused_run_gives_its_place_to_the_next_and_queues_again_on_resume(mnist):
+    queue = RunQueue(1)
+    first = TrainingRunner(trainer(mnist, epochs=50), queue=queue)
+    second = TrainingRunner(trainer(mnist, epochs=50, seed=1), queue=queue)
+    try:
+        first.start()
+        wait_until(lambda: first.trainer.step_count > 0, what="the first run training")
+        second.start()
+        wait_until(lambda: second.state is RunState.WAITING, what="the second run waiting")
+        first.pause()
+        wait_until(lambda: second.trainer.step_count > 0, what="the waiting run taking the paused run's place")
+        first.resume()
+        wait_until(lambda: first.state is RunState.WAITING, what="the resumed run queueing again")
+        assert first.runs_ahead == 0 and queue.counts() == (1, 1)
+    finally:
+        for runner in (first, second):
+            runner.stop()
+            runner.join(30)
+
+
+def test_a_run_whose_session_has_gone_stops_and_frees_its_training_data(mnist):
+    connected = threading.Event()
+    connected.set()
+    runner = TrainingRunner(trainer(mnist, epochs=50), owner_alive=connected.is_set, orphan_seconds=1.5)
+    runner.start()
+    wait_until(lambda: runner.trainer.step_count > 1, what="training")
+    connected.clear()  # the tab closed
+    gone_at = time.monotonic()
+    runner.join(30)
+    waited = time.monotonic() - gone_at
+    assert runner.state is RunState.STOPPED and runner.trainer.stop_reason is StopReason.SESSION_GONE
+    assert 1.5 <= waited < 10
+    assert runner.trainer.train_images is None and not runner.trainer.optimizer.state  # memory released
+
+
+def test_a_session_that_comes_back_in_time_keeps_its_run(mnist):
+    connected = threading.Event()
+    runner = TrainingRunner(trainer(mnist, epochs=50), owner_alive=connected.is_set, orphan_seconds=3)
+    runner.start()  # not connected for the first ~1 s: a reconnecting tab
+    wait_until(lambda: runner._owner_gone_since is not None, what="the runner noticing the gap")
+    connected.set()
+    wait_until(lambda: runner._owner_gone_since is None, what="the runner seeing the session back")
+    time.sleep(3.5)
+    assert runner.alive and runner.state is RunState.RUNNING
+    runner.stop()
+    runner.join(30)
+
+
+def test_a_paused_run_of_a_gone_session_stops_too(mnist):
+    connected = threading.Event()
+    connected.set()
+    runner = TrainingRunner(trainer(mnist, epochs=50), owner_alive=connected.is_set, orphan_seconds=1)
+    runner.start()
+    wait_until(lambda: runner.trainer.step_count > 0, what="training")
+    runner.pause()
+    wait_until(lambda: runner.state is RunState.PAUSED, what="pausing")
+    connected.clear()
+    runner.join(30)
+    assert not runner.alive and runner.trainer.stop_reason is StopReason.SESSION_GONE

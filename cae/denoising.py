@@ -1,0 +1,43 @@
+"""The denoising autoencoder: the post's network, trained to rebuild clean digits from corrupted ones.
+
+Only the objective differs: the input is corrupted (cae.noise) and the loss compares the output with the clean
+digit. The corruption is part of the model's config, so a checkpoint says what the model learned to remove.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cae.model import ConvAutoencoder, ModelConfig
+from cae.noise import Noise
+from cae.objective import Objective, per_pixel_loss
+
+
+@dataclass(frozen=True)
+class DenoisingConfig(ModelConfig):
+    noise: str = "gaussian"  # corruption while training: "gaussian", "mask" or "saltpepper" (cae.noise.KINDS)
+    noise_amount: float = 0.5  # its sigma, or the fraction of pixels it changes
+
+    @property
+    def corruption(self) -> Noise:
+        return Noise(self.noise, self.noise_amount)
+
+    def validate(self) -> "DenoisingConfig":
+        super().validate()
+        self.corruption.validate()
+        return self
+
+    def describe(self) -> str:
+        return f"{super().describe()} · trained on {self.corruption.describe()}"
+
+
+class DenoisingAutoencoder(ConvAutoencoder):
+    def __init__(self, config: DenoisingConfig = DenoisingConfig()):
+        super().__init__(config)
+
+    def objective(self, x: torch.Tensor, *, loss: str = "mse",
+                  generator: torch.Generator | None = None) -> Objective:
+        noisy = self.config.corruption.apply(x, generator)
+        return Objective.of(reconstruction=per_pixel_loss(self(noisy), x, loss))

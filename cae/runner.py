@@ -1,0 +1,262 @@
+"""A Trainer in a background thread: pause, resume and stop between steps, a place in the server's run queue,
+and an end when the browser session that started it has gone.
+
+The training page keeps one TrainingRunner per browser session and draws the snapshots its thread publishes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from cae.metrics import reconstruct
+from cae.run_queue import RunQueue
+from cae.training import History, RunState, StopReason, Trainer
+
+ORPHAN_SECONDS = 30.0  # a run whose session has been gone this long stops (a reconnecting tab comes back sooner)
+OWNER_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A consistent copy of a run's progress, taken between two steps, for a page to draw."""
+
+    state: RunState
+    step: int
+    total_steps: int
+    steps_per_epoch: int
+    history: History
+    filters: dict[str, np.ndarray]
+    previews: np.ndarray | None  # reconstructions of the preview digits
+    stop_reason: StopReason | None
+    stop_message: str | None
+    error: str | None
+    runs_ahead: int = 0  # while waiting: runs in the queue before this one
+
+    @property
+    def epoch(self) -> int:
+        return min(self.step // self.steps_per_epoch + 1, self.total_steps // self.steps_per_epoch)
+
+    @property
+    def seconds_left(self) -> float | None:
+        if self.step == 0 or self.history.train_seconds == 0:
+            return None
+        return (self.total_steps - self.step) * self.history.train_seconds / self.step
+
+
+class TrainingRunner:
+    """Runs a Trainer in a daemon thread; pause, resume and stop take effect between steps.
+
+    `snapshot()` never waits: the thread publishes a fresh copy of the run at most every `publish_seconds`, between
+    steps, and when it pauses, waits or ends. (A page that waited for the step in flight, the epoch's validation
+    included, left the live view dimmed as stale half of the time.) Reconstructions of `preview_images` are made by
+    the thread itself, at most every `preview_seconds`: torch work from a second thread would start a second OpenMP
+    team on the same cores (measured: ~10% of training speed).
+    To read or change the trainer itself, do it inside `reading()`: the thread holds the lock for each step, and
+    lets waiting readers in before its next one (a plain Lock is not fair: a reader waited 8 s while the thread
+    re-took it step after step next to a busy Python thread).
+    With a `queue`, the thread trains only while it holds a place there; a paused run gives its place back. With
+    `owner_alive`, the thread stops the run once that has answered False for `orphan_seconds`, and frees the
+    training data: nobody is left to see the run.
+    """
+
+    def __init__(self, trainer: Trainer, *, preview_images: torch.Tensor | None = None,
+                 preview_seconds: float = 1.0, publish_seconds: float = 0.25, queue: RunQueue | None = None,
+                 owner_alive: Callable[[], bool] | None = None, orphan_seconds: float = ORPHAN_SECONDS):
+        self.trainer = trainer
+        self.preview_images = preview_images
+        self.preview_seconds = preview_seconds
+        self.publish_seconds = publish_seconds
+        self.queue = queue
+        self.owner_alive = owner_alive
+        self.orphan_seconds = orphan_seconds
+        self._previews: np.ndarray | None = None
+        self._previews_at = -math.inf
+        self._published: RunSnapshot | None = None  # the thread's latest copy; read-only for everyone
+        self._published_at = -math.inf
+        self._lock = threading.Lock()
+        self._readers = 0  # threads waiting in reading(); the training thread gives way to them
+        self._readers_guard = threading.Lock()
+        self.error: str | None = None  # a crash inside the thread, with its type, for the page to show
+        self._running = threading.Event()
+        self._running.set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._has_place = queue is None
+        self._waiting = False
+        self._owner_checked_at = -math.inf
+        self._owner_gone_since: float | None = None
+        self._wall = 0.0  # seconds of running, counted by the thread; pauses and waits excluded
+
+    @property
+    def state(self) -> RunState:
+        """The run's state; the last step's validation counts as running (a page that saw "finished" earlier
+        would look for a model still in use)."""
+        if self.error:
+            return RunState.FAILED
+        if self._thread is None:
+            return RunState.READY
+        if self.alive:
+            if self._waiting:
+                return RunState.WAITING
+            return RunState.RUNNING if self._running.is_set() else RunState.PAUSED
+        return RunState.STOPPED if self.trainer.stop_reason else RunState.FINISHED
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def wall_seconds(self) -> float:
+        return self._wall
+
+    @property
+    def runs_ahead(self) -> int:
+        return self.queue.ahead_of(self) if self.queue is not None and self._waiting else 0
+
+    def start(self) -> bool:
+        """Start the thread; False (and nothing new) if it was started before."""
+        with self._start_lock:
+            if self._thread is not None:
+                return False
+            self._thread = threading.Thread(target=self._loop, name="cae-trainer", daemon=True)
+            self._thread.start()
+            return True
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # wake a paused thread so it can see the stop
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _refresh_previews(self, *, force: bool = False) -> None:
+        """Under the lock: reconstruct the preview digits if they are due."""
+        now = time.perf_counter()
+        if self.preview_images is not None and (force or now - self._previews_at >= self.preview_seconds):
+            self._previews = reconstruct(self.trainer.model, self.preview_images)
+            self._previews_at = now
+
+    @contextmanager
+    def reading(self) -> Iterator[Trainer]:
+        """The trainer, held between two steps: read (or, in tests, change) it inside this block only."""
+        with self._readers_guard:
+            self._readers += 1
+        try:
+            with self._lock:
+                yield self.trainer
+        finally:
+            with self._readers_guard:
+                self._readers -= 1
+
+    def _publish(self, *, force: bool = False) -> None:
+        """Under the lock, between steps: copy the run for readers if a copy is due (previews first, if due)."""
+        now = time.perf_counter()
+        if not force and now - self._published_at < self.publish_seconds:
+            return
+        self._refresh_previews(force=force)
+        trainer = self.trainer
+        self._published = RunSnapshot(
+            state=self.state, step=trainer.step_count, total_steps=trainer.total_steps,
+            steps_per_epoch=trainer.steps_per_epoch, history=trainer.history.copy(), filters=trainer.filters(),
+            stop_reason=trainer.stop_reason, stop_message=trainer.stop_message, error=self.error,
+            previews=self._previews)
+        self._published_at = now
+
+    def snapshot(self) -> RunSnapshot:
+        """The run as last published, with its state now; made here only once, before the thread's first step."""
+        if self._published is None:
+            with self.reading():
+                if self._published is None:
+                    self._publish(force=True)
+        return replace(self._published, state=self.state, error=self.error, runs_ahead=self.runs_ahead)
+
+    def _owner_gone(self) -> bool:
+        """True once `owner_alive` has said False for `orphan_seconds` (asked at most once a second)."""
+        now = time.monotonic()
+        if self.owner_alive is None or now - self._owner_checked_at < OWNER_CHECK_SECONDS:
+            return self._owner_gone_since is not None and now - self._owner_gone_since >= self.orphan_seconds
+        self._owner_checked_at = now
+        if self.owner_alive():
+            self._owner_gone_since = None
+        elif self._owner_gone_since is None:
+            self._owner_gone_since = now
+        return self._owner_gone_since is not None and now - self._owner_gone_since >= self.orphan_seconds
+
+    def _should_end(self) -> bool:
+        """Between steps: turn a stop request or a vanished owner into the trainer's stop; True when done."""
+        with self._lock:
+            if not self.trainer.finished:
+                if self._owner_gone():
+                    self.trainer.stop(StopReason.SESSION_GONE)
+                elif self._stop.is_set():
+                    self.trainer.stop(StopReason.USER)
+            if self.trainer.finished:
+                self._publish(force=True)
+                return True
+            return False
+
+    def _give_back_place(self) -> None:
+        if self.queue is not None and self._has_place:
+            self.queue.release(self)
+            self._has_place = False
+
+    def _wait_paused(self) -> None:
+        """Paused: the place goes back to the queue; wake for resume, stop, or a check on the owner."""
+        self._give_back_place()
+        with self._lock:
+            self._publish(force=True)  # the page shows where it paused
+        while not self._running.wait(OWNER_CHECK_SECONDS) and not self._owner_gone():
+            pass
+
+    def _wait_for_place(self) -> None:
+        self._waiting = True
+        try:
+            with self._lock:
+                self._publish(force=True)
+            self._has_place = self.queue.wait_for_place(
+                self, give_up=lambda: self._stop.is_set() or self._owner_gone() or not self._running.is_set())
+        finally:
+            self._waiting = False
+
+    def _step(self) -> None:
+        began = time.perf_counter()
+        while self._readers:  # someone is waiting in reading(): let them in first
+            time.sleep(0.0005)
+        with self._lock:
+            self.trainer.step()
+            self._publish(force=self.trainer.finished)  # at the end: the final weights' reconstructions
+        self._wall += time.perf_counter() - began
+
+    def _loop(self) -> None:
+        try:
+            while not self._should_end():
+                if not self._running.is_set():
+                    self._wait_paused()
+                elif not self._has_place:
+                    self._wait_for_place()
+                else:
+                    self._step()
+        except Exception as error:  # shown on the page: a thread's exception would otherwise vanish
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            self._give_back_place()
+            if self.trainer.stop_reason is StopReason.SESSION_GONE:
+                with self._lock:
+                    self.trainer.release()
+                    self.preview_images = None

@@ -1,0 +1,68 @@
+"""The trainer's settings (TrainConfig) and the small pure helpers that read them.
+
+Apart from the trainer so that checkpoints can validate a stored TrainConfig without importing the trainer
+(`checkpoint.py` and `training.py` once imported each other).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from cae.config import check_choice, check_range
+
+OPTIMIZERS = ("adam", "sgd")
+LOSSES = ("mse", "bce")
+SCHEDULES = ("constant", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # "adam" or "sgd" (with momentum)
+    momentum: float = 0.9  # SGD only
+    loss: str = "mse"  # reconstruction loss per pixel, "mse" or "bce"; a variational model has its own objective
+    schedule: str = "constant"  # learning rate "constant", or "cosine" decay to zero over the run
+    train_subset: int = 0  # train on this many digits (a seeded random subset); 0 = all
+    val_subset: int = 0  # validate each epoch on the first this many validation digits; 0 = all
+    seed: int = 0
+    device: str = "auto"  # "auto": CUDA, else MPS, else CPU
+
+    RANGES = {"epochs": (1, 500), "batch_size": (1, 4096), "learning_rate": (1e-6, 10.0),
+              "momentum": (0.0, 0.999), "train_subset": (0, 10_000_000), "val_subset": (0, 10_000_000), "seed": (0, 2**31 - 1)}
+
+    def validate(self) -> "TrainConfig":
+        for name in ("epochs", "batch_size", "train_subset", "val_subset", "seed"):
+            check_range(name, getattr(self, name), *self.RANGES[name], integer=True)
+        check_range("learning_rate", self.learning_rate, *self.RANGES["learning_rate"])
+        check_range("momentum", self.momentum, *self.RANGES["momentum"])
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("device", self.device, DEVICES)
+        return self
+
+    def describe(self) -> str:
+        return (f"{self.epochs} epochs, {self.optimizer} lr {self.learning_rate:g} ({self.schedule}), "
+                f"batch {self.batch_size}")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def scheduled_lr(config: TrainConfig, step: int, total_steps: int) -> float:
+    if config.schedule == "cosine":
+        return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+    return config.learning_rate

@@ -1,0 +1,76 @@
+"""The server as the README starts it, in Chromium: a class arriving at once on a cold server, and a closed
+training tab whose run stops by itself."""
+
+import re
+import time
+
+import pytest
+
+from tests.browser import button, chromium, streamlit_server
+
+# Each page and a text it shows once its script has run to the end.
+PAGES = {"": "Draw a digit on the black square", "Train": "press Start", "How_it_works": "How it works",
+         "Code_space": "The code space"}
+TABS = 8
+
+
+def wait_until(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not seen within {seconds} s")
+        time.sleep(0.25)
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_a_class_opening_a_cold_server_at_once_sees_no_exception(mnist_dir, trial):
+    paths = [list(PAGES)[i % len(PAGES)] for i in range(TABS)]
+    with streamlit_server(mnist_dir) as server, chromium() as browser:
+        tabs = [browser.new_page() for _ in paths]
+        for tab, path in zip(tabs, paths):  # each tab only starts loading: all 8 sessions arrive together
+            tab.goto(f"{server.url}/{path}", wait_until="commit")
+        for tab, path in zip(tabs, paths):
+            tab.get_by_text(PAGES[path]).first.wait_for(timeout=180_000)
+        for tab, path in zip(tabs, paths):
+            assert tab.locator('[data-testid="stException"]').count() == 0, f"/{path}: an exception on the page"
+            nav = tab.locator('[data-testid="stSidebarNav"]').inner_text()
+            assert "Draw and reconstruct" in nav and "Train a model" in nav  # the router's titles, every tab
+        log = server.log.read_text()
+        assert "Traceback" not in log and "DeadlockError" not in log, log[-3000:]
+
+
+def test_closing_a_training_tab_stops_its_run(mnist_dir):
+    with streamlit_server(mnist_dir) as server, chromium() as browser:
+        trainer_tab = browser.new_page()
+        trainer_tab.goto(f"{server.url}/Train")
+        button(trainer_tab, "Start").wait_for(timeout=120_000)
+        trainer_tab.locator('[data-testid="stSidebar"]').get_by_text("Epochs").wait_for()
+        # A run long enough to be still going when we look again: all digits, many epochs.
+        set_slider_to_max(trainer_tab, "Epochs")
+        button(trainer_tab, "Start").click()
+        trainer_tab.get_by_text(re.compile(r"Running · epoch")).wait_for(timeout=120_000)
+        with chromium() as other_browser:  # another person's session on the same server
+            watcher = other_browser.new_page()
+            watcher.goto(f"{server.url}/Train")
+
+            def training_now() -> int:
+                watcher.reload()
+                caption = watcher.get_by_text(re.compile(r"\d+ training now"))
+                caption.wait_for(timeout=120_000)
+                return int(re.search(r"(\d+) training now", caption.inner_text()).group(1))
+
+            assert training_now() == 1
+            trainer_tab.close()  # the tab goes, with no reconnect
+            closed_at = time.monotonic()
+            wait_until(lambda: training_now() == 0, 90, "the closed tab's run stopping")
+            stopped_after = time.monotonic() - closed_at
+        assert 25 < stopped_after < 75, stopped_after  # the grace for a reconnect (30 s), then the stop
+
+
+def set_slider_to_max(page, label: str) -> None:
+    slider = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"]').filter(has_text=label)
+    thumb = slider.get_by_role("slider")
+    thumb.focus()
+    thumb.press("End")
+    page.wait_for_function("""(label) => [...document.querySelectorAll('[data-testid="stSlider"]')]
+        .some(el => el.innerText.includes(label) && el.innerText.includes('50'))""", arg=label, timeout=30_000)

@@ -208,9 +208,9 @@ def home() -> None:
 
 st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")
 navigation = st.navigation([
-    st.Page(home, title="Draw and reconstruct", icon="✏️", default=True),
-    st.Page("pages/1_Train.py", title="Train a model", icon="🏋️", url_path="Train"),
-    st.Page("pages/2_How_it_works.py", title="How it works", icon="🔬", url_path="How_it_works"),
-    st.Page("pages/3_Code_space.py", title="The code space", icon="🗺️", url_path="Code_space"),
+    st.Page(home, title="Draw and reconstruct", icon=":material/draw:", default=True),
+    st.Page("pages/1_Train.py", title="Train a model", icon=":material/model_training:", url_path="Train"),
+    st.Page("pages/2_How_it_works.py", title="How it works", icon=":material/account_tree:", url_path="How_it_works"),
+    st.Page("pages/3_Code_space.py", title="The code space", icon=":material/scatter_plot:", url_path="Code_space"),
 ])
 navigation.run()

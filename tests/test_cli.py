@@ -63,3 +63,33 @@ def test_bad_inputs_get_one_clear_line(mnist_dir, tmp_path):
     assert done.returncode == 1 and "not a readable checkpoint" in done.stderr
     done = cli("cae.train", "--code-size", "0", env_dir=mnist_dir)
     assert done.returncode == 2 and "code_size must be between 1 and 256" in done.stderr
+
+
+def test_each_model_type_trains_from_the_command_line_and_evaluate_reports_its_scores(mnist_dir, tmp_path):
+    vae, dae = tmp_path / "vae.pt", tmp_path / "dae.pt"
+    done = cli("cae.train", "--model-type", "vae", "--beta", "0.5", "--code-size", "4", "--dry-run", "--out", str(vae),
+               "--no-progress", env_dir=mnist_dir)
+    assert done.returncode == 0, done.stderr
+    assert "Variational autoencoder" in done.stdout and "nats per digit" in done.stdout
+    done = cli("cae.train", "--model-type", "dae", "--noise", "mask", "--noise-amount", "0.3", "--dry-run",
+               "--out", str(dae), "--no-progress", env_dir=mnist_dir)
+    assert done.returncode == 0, done.stderr
+    scored = last_json(cli("cae.evaluate", str(vae), "--dry-run", env_dir=mnist_dir).stdout)
+    assert scored["model_type"] == "vae" and scored["test_elbo_nats"] > 100
+    scored = last_json(cli("cae.evaluate", str(dae), "--dry-run", "--noise", "gaussian:0.5", env_dir=mnist_dir).stdout)
+    assert scored["model_type"] == "dae" and scored["noise"] == "gaussian:0.5"
+    assert abs(scored["noisy_psnr_db"] - 9.4) < 0.3  # the noisy input's PSNR the issue quotes
+    assert "test_elbo_nats" not in scored
+    sampled = cli("cae.evaluate", str(vae), "--sample", "7", str(tmp_path / "s.npy"), env_dir=mnist_dir)
+    assert sampled.returncode == 0, sampled.stderr
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (7, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+
+
+def test_type_specific_mistakes_get_one_clear_line(mnist_dir, tmp_path):
+    done = cli("cae.train", "--beta", "2", "--dry-run", env_dir=mnist_dir)
+    assert done.returncode == 2 and "--beta does not apply to --model-type cae" in done.stderr
+    done = cli("cae.evaluate", "--sample", "4", str(tmp_path / "s.npy"), env_dir=mnist_dir)
+    assert done.returncode == 1 and "cannot sample new digits" in done.stderr and not (tmp_path / "s.npy").exists()
+    done = cli("cae.evaluate", "--dry-run", "--noise", "blur:0.5", env_dir=mnist_dir)
+    assert done.returncode == 1 and "noise must be one of" in done.stderr

@@ -8,11 +8,11 @@ deadlocked torchvision's import on a cold start). The home page is `home()` belo
 from __future__ import annotations
 
 import cae.appenv  # noqa: F401  (first: settles torch's threads, then loads torch and the app's modules once)
+from enum import StrEnum
+
 import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
-
-from enum import StrEnum
 
 from cae import explore, figures, preprocess, ui
 from cae.noise import KINDS as NOISE_KINDS
@@ -43,6 +43,7 @@ class Key(StrEnum):
     NOISE_SEED = "noise_seed"
     SAMPLE_SEED = "sample_seed"
     TRAVERSE_DIMENSION = "traverse_dimension"
+
 
 def clear_canvas() -> None:
     st.session_state[Key.CANVAS_ROUND] = st.session_state.get(Key.CANVAS_ROUND, 0) + 1
@@ -174,7 +175,9 @@ def new_digits(chosen: ui.ChosenModel) -> None:
     if current is None:
         st.caption("Draw, pick or upload a digit to sweep its code numbers one at a time.")
         return
-    dimension = st.slider("Code number to sweep", 0, chosen.model.config.code_size - 1, 0, key=Key.TRAVERSE_DIMENSION)
+    code_size = chosen.model.config.code_size
+    dimension = 0 if code_size == 1 else st.slider("Code number to sweep", 0, code_size - 1, 0,
+                                                   key=Key.TRAVERSE_DIMENSION)
     values, images = explore.traversal(chosen.model, current.image, dimension)
     ui.chart(figures.digit_grid(images, [f"{v:+.1f}" for v in values], per_row=len(images),
                                 title=f"The current digit ({current.origin}), code number {dimension} swept "

@@ -136,7 +136,15 @@ def _checked(raw: Any) -> Checkpoint:
     if raw.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"checkpoint format version {raw.get('version')!r}; this app reads versions "
                               f"{', '.join(map(str, READABLE_VERSIONS))}")
-    model_config = make_config(model_type(raw.get("model_type")).name, raw.get("model_config"))
+    if not isinstance(raw.get("model_type"), str):
+        raise CheckpointError("the model type is missing")
+    for name in ("history", "metrics", "versions"):
+        if not isinstance(raw.get(name) or {}, dict):
+            raise CheckpointError(f"its {name} are not a mapping")
+    for name, value in (raw.get("metrics") or {}).items():
+        if name in ("test_mse", "val_mse", "pca_mse") and value is not None and not isinstance(value, (int, float)):
+            raise CheckpointError(f"its {name} is not a number")
+    model_config = make_config(model_type(raw["model_type"]).name, raw.get("model_config"))
     train_config = None if raw.get("train_config") is None else config_from_dict(TrainConfig, raw["train_config"])
     state = raw.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -159,4 +167,5 @@ PRETRAINED = {
     "Pretrained default": DEFAULT_CHECKPOINT,
     "Pretrained denoising (DAE)": PRETRAINED_DIR / "dae.pt",
     "Pretrained variational (VAE)": PRETRAINED_DIR / "vae.pt",
+    "Pretrained 2-number code (plane)": PRETRAINED_DIR / "plane.pt",
 }

@@ -24,7 +24,8 @@ def add_config_options(parser: argparse.ArgumentParser, config_classes: Sequence
                 continue
             added.add(field.name)
             flag = "--" + field.name.replace("_", "-")
-            owners = [c.__name__ for c in config_classes if field.name in {f.name for f in dataclasses.fields(c)}]
+            owners = [owner.__name__ for owner in config_classes
+                      if field.name in {other.name for other in dataclasses.fields(owner)}]
             only = "" if len(owners) == len(config_classes) else f" ({', '.join(owners)} only)"
             if isinstance(field.default, bool):
                 group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,

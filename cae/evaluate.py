@@ -81,10 +81,11 @@ def sample(ckpt: checkpoint.Checkpoint, count: int, *, seed: int = 0) -> np.ndar
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cae.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", nargs="?", type=Path, default=checkpoint.DEFAULT_CHECKPOINT)
-    parser.add_argument("--reconstruct", nargs=2, type=Path, metavar=("IN.npy", "OUT.npy"))
+    task = parser.add_mutually_exclusive_group()
+    task.add_argument("--reconstruct", nargs=2, type=Path, metavar=("IN.npy", "OUT.npy"))
     parser.add_argument("--noise", metavar="KIND:AMOUNT",
                         help="also score denoising: gaussian:SIGMA, mask:FRACTION or saltpepper:FRACTION")
-    parser.add_argument("--sample", nargs=2, metavar=("N", "OUT.npy"), help="N digits from a variational prior")
+    task.add_argument("--sample", nargs=2, metavar=("N", "OUT.npy"), help="N digits from a variational prior")
     parser.add_argument("--dry-run", action="store_true", help=f"score the first {DRY_RUN_DIGITS} digits only")
     args = parser.parse_args(argv)
     try:
@@ -94,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             if not count.isdigit():
                 raise InputError(f"--sample needs a whole number of digits, got {count!r}")
             images = sample(ckpt, int(count))
+            target = Path(target).with_suffix(".npy")  # np.save would add it anyway
             np.save(target, images)
-            print(json.dumps({"sampled": len(images), "out": target}))
+            print(json.dumps({"sampled": len(images), "out": str(target)}))
         elif args.reconstruct:
             source, target = args.reconstruct
             outputs = reconstruct(ckpt.build_model(), load_images(source))

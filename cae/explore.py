@@ -49,12 +49,12 @@ def reconstruct_one(model: nn.Module, image: np.ndarray, *, noise: Noise | None 
     if model.training:
         raise ValueError("reconstruct_one needs a model in eval mode; shared models are never switched")
     clean = np.asarray(image, np.float32)
-    x = as_batch(clean[None])
+    given = as_batch(clean[None])
     noisy = None
     if noise is not None:
-        x = noise.apply(x, torch.Generator().manual_seed(seed))
-        noisy = x[0, 0].numpy()
-    code = model.encode(x)
+        given = noise.apply(given, torch.Generator().manual_seed(seed))
+        noisy = given[0, 0].numpy()
+    code = model.encode(given)
     return Reconstruction(clean, model.decode(code)[0, 0].numpy(), code[0].numpy(), noisy)
 
 

@@ -168,17 +168,18 @@ def smooth(values: Sequence[float], weight: float = 0.9) -> np.ndarray:
 
 
 TERM_COLOURS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-TERM_NAMES = {"reconstruction": "reconstruction", "kl": "beta x KL"}  # how a term of cae.objective is labelled
 
 
 def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Sequence[float], *,
                loss_name: str = "MSE", log_scale: bool = False, pca_mse: float | None = None,
                total_steps: int | None = None, max_points: int = 500,
-               terms: Mapping[str, Sequence[float]] | None = None) -> go.Figure:
+               terms: Mapping[str, Sequence[float]] | None = None,
+               term_labels: Mapping[str, str] | None = None) -> go.Figure:
     """Training loss per step (raw and smoothed), validation MSE per epoch; long runs thinned to max_points.
 
     The step axis spans `total_steps` when given: the curve grows into the run's width. `terms` are the parts of
-    an objective with more than one (they add up to the loss), drawn smoothed beside it.
+    an objective with more than one (they add up to the loss), drawn smoothed beside it and named by
+    `term_labels` (the model type's TERMS).
     """
     stride = max(1, -(-len(train_loss) // max_points))
     steps = np.arange(1, len(train_loss) + 1)[::stride]
@@ -191,7 +192,7 @@ def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Se
     ]
     for colour, (name, values) in zip(TERM_COLOURS, (terms or {}).items()):
         traces.append(dict(type="scatter", x=steps, y=smooth(values)[::stride], mode="lines",
-                           name=f"{TERM_NAMES.get(name, name)}, smoothed", line=dict(color=colour, width=2)))
+                           name=f"{(term_labels or {}).get(name, name)}, smoothed", line=dict(color=colour, width=2)))
     traces.append(dict(type="scatter", x=list(val_step), y=list(val_mse), name="validation MSE (each epoch)",
                        mode="lines+markers", line=dict(color="#d62728", width=2),
                        yaxis="y2" if terms else "y"))

@@ -54,7 +54,8 @@ class ModelConfig:
 class ConvAutoencoder(nn.Module):
     """conv-pool-conv-pool-dense code, mirrored by dense-upscale-deconv-upscale-deconv; output in [0, 1]."""
 
-    TERMS = ("reconstruction",)  # the loss terms `objective` reports, in order
+    TERMS = {"reconstruction": "reconstruction"}  # the loss terms `objective` reports, in order, and their labels
+    USES_TRAINER_LOSS = True  # the objective follows TrainConfig.loss (mse or bce)
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
@@ -145,3 +146,9 @@ class ConvAutoencoder(nn.Module):
     def loss_label(loss: str = "mse") -> str:
         """The objective's unit, for charts."""
         return f"{loss.upper()} per pixel"
+
+    def collapse_advice(self, train_config) -> str:
+        """What to tell a person whose run collapsed to one output for every digit (cae.training)."""
+        return (f"The learning rate {train_config.learning_rate:g} is too large for {train_config.optimizer}: its "
+                f"first steps threw the weights so far that the units saturate and their gradients vanish, so more "
+                f"training will not bring it back. Try 0.001 to 0.003 with Adam.")

@@ -22,6 +22,11 @@ def places_from_environment() -> int:
         if not text.isdigit() or int(text) < 1:
             raise ValueError(f"{MAX_RUNS_VARIABLE} must be a whole number of at least 1, got {text!r}")
         return int(text)
+    return default_places()
+
+
+def default_places() -> int:
+    """Half the cores, at least one: on 2 cores two runs at once would each go at half speed or worse."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 

@@ -20,7 +20,7 @@ from cae.metrics import reconstruct
 from cae.run_queue import RunQueue
 from cae.training import History, RunState, StopReason, Trainer
 
-ORPHAN_SECONDS = 30.0  # a run whose session has been gone this long stops (a reconnecting tab comes back sooner)
+ORPHAN_SECONDS = 45.0  # a run whose session has been gone this long stops (a reconnecting tab comes back sooner)
 OWNER_CHECK_SECONDS = 1.0
 
 
@@ -255,7 +255,9 @@ class TrainingRunner:
         except Exception as error:  # shown on the page: a thread's exception would otherwise vanish
             self.error = f"{type(error).__name__}: {error}"
         finally:
-            self._give_back_place()
+            if self.queue is not None:  # its place, or its spot in the line if it was still waiting
+                self.queue.release(self)
+                self._has_place = False
             if self.trainer.stop_reason is StopReason.SESSION_GONE:
                 with self._lock:
                     self.trainer.release()

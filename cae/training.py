@@ -1,8 +1,8 @@
-"""The steppable trainer shared by the command line and the UI, and a background runner with pause and stop.
+"""The steppable trainer shared by the command line and the UI, with its run states and stop reasons.
 
 `Trainer.step()` trains one batch and returns what happened as plain data; the command line calls it in a loop,
-the training page calls it from `TrainingRunner`'s thread and draws the snapshots that thread publishes. The
-trainer knows no model type: it asks the model for its objective (cae.objective) and records the terms it reports.
+the training page calls it from `cae.runner.TrainingRunner`'s thread. The trainer knows no model type: it asks the
+model for its objective (cae.objective), records the terms it reports, and asks it what to advise on a collapse.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ class Trainer:
         with _SEED_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_config.seed)
             self.model = build_model(model_config).to(self.device)
+        if not self.model.USES_TRAINER_LOSS:  # record what the objective really uses, not a setting it ignores
+            self.config = replace(self.config, loss=self.model.OBJECTIVE_LOSS)
         self.generator = torch.Generator().manual_seed(train_config.seed)  # subset and shuffles
         self.noise_generator = torch.Generator(self.device).manual_seed(train_config.seed + 1)  # the objective's
         train = data.train_images
@@ -189,10 +191,8 @@ class Trainer:
             self.stop(StopReason.COLLAPSED,
                       f"after {self.step_count} steps the model gives nearly the same picture for every digit (its "
                       f"outputs vary {stats.spread_ratio:.1%} as much as the digits do; validation MSE "
-                      f"{stats.mse:.3f}, about what one fixed blurry or blank picture scores). The learning rate "
-                      f"{self.config.learning_rate:g} is too large for {self.config.optimizer}: its first steps "
-                      f"threw the weights so far that the units saturate and their gradients vanish, so more "
-                      f"training will not bring it back. Try 0.001 to 0.003 with Adam.")
+                      f"{stats.mse:.3f}, about what one fixed blurry or blank picture scores). "
+                      + self.model.collapse_advice(self.config))
         return stats.mse
 
     def stop(self, reason: StopReason = StopReason.USER, message: str | None = None) -> None:

@@ -7,6 +7,7 @@ trains or uploads lives in that session's state.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,9 +25,9 @@ from cae.data import MnistData, load_mnist
 from cae.metrics import model_mse, pca_mse
 from cae.noise import Noise
 from cae.registry import type_of
-from cae.run_queue import RunQueue, places_from_environment
+from cae.run_queue import RunQueue, default_places, places_from_environment
 from cae.runner import TrainingRunner
-from cae.training import RunState
+from cae.training import RunState, StopReason
 
 DEFAULT_LABEL = next(iter(checkpoint.PRETRAINED))
 
@@ -64,7 +65,11 @@ def pretrained_model(label: str = DEFAULT_LABEL) -> tuple[Checkpoint, nn.Module]
 @st.cache_resource
 def run_queue() -> RunQueue:
     """The server's places for runs training at once (CAE_MAX_RUNS, else half the cores), shared by every session."""
-    return RunQueue(places_from_environment())
+    try:
+        return RunQueue(places_from_environment())
+    except ValueError as error:  # a bad CAE_MAX_RUNS: say so in the server's log and go on with the default
+        print(f"CAE Explorer: {error}; using the default instead", file=sys.stderr)
+        return RunQueue(default_places())
 
 
 def session_alive_check() -> Callable[[], bool]:
@@ -160,7 +165,7 @@ def collect_finished_run() -> None:
     """Once a run of this session has ended, add its model to the session's models (on whichever page is open)."""
     runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
     if runner is None or runner.alive or runner.state in (RunState.READY, RunState.FAILED) \
-            or st.session_state.get(Key.RUN_SAVED):
+            or st.session_state.get(Key.RUN_SAVED) or runner.trainer.stop_reason is StopReason.SESSION_GONE:
         return
     with runner.reading() as trainer:
         if trainer.step_count == 0:
@@ -168,9 +173,10 @@ def collect_finished_run() -> None:
         ckpt = trainer.checkpoint()
         train_images = trainer.train_images.cpu()
     data = shared_data()
-    k = ckpt.model_config.code_size
+    components = ckpt.model_config.code_size
     whole = len(train_images) == len(data.train_images)
-    ckpt.metrics["pca_mse"] = shared_pca_mse(data.source, k) if whole else pca_mse(train_images, data.val_images, k)
+    ckpt.metrics["pca_mse"] = (shared_pca_mse(data.source, components) if whole
+                               else pca_mse(train_images, data.val_images, components))
     ckpt.metrics["test_mse"] = model_mse(ckpt.build_model(), data.val_images)  # the final weights, not the last epoch's
     ckpt.metrics["evaluated_on"] = f"{len(data.val_images):,} {data.val_name} digits"
     ckpt.metrics["wall_seconds"] = runner.wall_seconds

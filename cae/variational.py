@@ -43,7 +43,9 @@ def kl_to_standard_normal(mean: torch.Tensor, log_variance: torch.Tensor) -> tor
 
 
 class VariationalAutoencoder(ConvAutoencoder):
-    TERMS = ("reconstruction", "kl")  # "kl" is reported weighted by beta, so the terms add up to the total
+    TERMS = {"reconstruction": "reconstruction", "kl": "beta x KL"}  # KL weighted: the terms add up to the total
+    USES_TRAINER_LOSS = False  # its own objective: cross-entropy summed over the pixels, plus beta x KL
+    OBJECTIVE_LOSS = "bce"
 
     def __init__(self, config: VariationalConfig = VariationalConfig()):
         super().__init__(config)
@@ -91,6 +93,12 @@ class VariationalAutoencoder(ConvAutoencoder):
     @staticmethod
     def loss_label(loss: str = "bce") -> str:
         return "nats per digit"
+
+    def collapse_advice(self, train_config) -> str:
+        if self.config.beta > 1:
+            return (f"With beta {self.config.beta:g} the KL term outweighs the picture: every code is pushed onto "
+                    f"the prior and carries nothing about its digit (posterior collapse). Try beta 1 or less.")
+        return super().collapse_advice(train_config)
 
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(count, 1, 28, 28) new digits decoded from codes drawn from the prior N(0, I)."""

@@ -94,7 +94,7 @@ def model_settings(disabled: bool) -> str:
 
 def training_settings(disabled: bool, type_name: str) -> None:
     sticky, defaults = ui.sticky, TrainConfig()
-    if type_name == "vae":
+    if not MODEL_TYPES[type_name].network_class.USES_TRAINER_LOSS:
         st.caption("Objective: the negative ELBO, reconstruction (cross-entropy summed over the 784 pixels) plus "
                    "beta x KL, in nats per digit.")
     else:
@@ -137,7 +137,7 @@ def chosen_configs():
         model_fields.update(noise=values[TrainKey.NOISE], noise_amount=float(values[TrainKey.NOISE_AMOUNT]))
     if kind.name == "vae":
         model_fields.update(beta=float(values[TrainKey.BETA]))
-    loss = values.get(TrainKey.LOSS, "mse") if kind.name != "vae" else "bce"
+    loss = values.get(TrainKey.LOSS, "mse")  # a type with its own objective records the loss it uses (Trainer)
     train_config = TrainConfig(epochs=int(values[TrainKey.EPOCHS]), batch_size=int(values[TrainKey.BATCH]),
                                learning_rate=float(values[TrainKey.LEARNING_RATE]),
                                optimizer=values[TrainKey.OPTIMIZER], loss=loss, schedule=values[TrainKey.SCHEDULE],
@@ -210,6 +210,9 @@ def stop_notice(snap: RunSnapshot) -> None:
         st.error(f"Training stopped: {snap.stop_message}")
     elif snap.stop_reason is StopReason.COLLAPSED:
         st.error(f"Training stopped, the model collapsed: {snap.stop_message}")
+    elif snap.stop_reason is StopReason.SESSION_GONE:
+        st.warning(f"This run stopped because this tab was away for more than {ORPHAN_SECONDS:.0f} s (closed, or "
+                   f"the connection dropped), and its training data was freed. Press Reset, then Start again.")
 
 
 def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
@@ -225,7 +228,8 @@ def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
     history = snap.history
     left, right = st.columns([3, 2])
     ui.chart(figures.loss_chart(history.train_loss, history.val_step, history.val_mse, loss_name=loss_name,
-                                log_scale=log_scale, total_steps=snap.total_steps, terms=history.terms),
+                                log_scale=log_scale, total_steps=snap.total_steps, terms=history.terms,
+                                term_labels=runner.trainer.model.TERMS),
              key="loss-chart", where=left)
     ui.chart(figures.filters_figure(snap.filters["conv1"], snap.filters["conv2"][channel], channel),
              key="filters", where=right)

@@ -4,9 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from cae import checkpoint
+from cae.checkpoint import Checkpoint
+from cae.variational import VariationalAutoencoder, VariationalConfig
 from tests.conftest import ROOT
 from tests.drawing import FOUR, SEVEN, canvas, canvas_state, encode
 
@@ -121,3 +124,35 @@ def test_sidebar_checkpoint_upload_good_and_bad(app, tmp_path):
     assert "Model: **Pretrained default**" in app.caption[0].value
     app.run()
     assert app.selectbox(key="model_select").value == "Pretrained default"
+
+
+def test_noise_on_a_drawing_shows_the_noisy_input_and_both_psnrs(app):
+    app.selectbox(key="noise_kind").set_value("gaussian").run()
+    app.session_state["canvas-0"] = canvas_state(canvas(SEVEN))
+    app.run()
+    assert not app.exception
+    assert "Noisy input" in chart_titles(app)
+    shown = {m.label: m.value for m in app.metric}
+    noisy_db, output_db = (float(shown[name].split()[0]) for name in ("PSNR of the noisy input", "PSNR of the output"))
+    assert 5 < noisy_db < 15 and output_db > 0
+    app.button(key="new_noise").click().run()  # another draw of the same noise: another noisy input
+    assert float(next(m.value for m in app.metric if m.label == "PSNR of the noisy input").split()[0]) != noisy_db
+
+
+def test_a_variational_model_draws_new_digits_and_sweeps_a_code_number(app, tmp_path):
+    torch.manual_seed(0)
+    config = VariationalConfig(code_size=3)
+    vae = Checkpoint(model_config=config, state_dict=VariationalAutoencoder(config).state_dict())
+    app.file_uploader(key="checkpoint_upload").set_value(("vae.pt", checkpoint.to_bytes(vae),
+                                                           "application/octet-stream")).run()
+    assert not app.exception and app.selectbox(key="model_select").value == "Uploaded: vae.pt"
+    assert any("New digits from the prior" in h.value for h in app.subheader)
+    before = next(c for c in app.get("plotly_chart") if "drawn from N(0, I), seed 0" in c.proto.spec)
+    app.button(key="resample").click().run()
+    assert any("seed 1" in c.proto.spec for c in app.get("plotly_chart"))
+    assert not any(c.proto.spec == before.proto.spec for c in app.get("plotly_chart"))
+    app.session_state["canvas-0"] = canvas_state(canvas(SEVEN))  # a current digit: its code can be swept
+    app.run()
+    app.slider(key="traverse_dimension").set_value(2).run()
+    assert any("code number 2 swept" in c.proto.spec for c in app.get("plotly_chart"))
+    assert not app.exception

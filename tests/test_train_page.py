@@ -10,12 +10,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from cae import ui
+from cae import checkpoint, ui
 from cae.training import RunState, StopReason
 from tests.conftest import ROOT
 
 FAST = {"t_subset": 1000, "t_batch": 64, "t_epochs": 3, "t_lr": 1e-3}  # 16 steps an epoch
-SHIPPED = 3  # the sidebar lists the shipped models first
+SHIPPED = len(checkpoint.PRETRAINED)  # the sidebar lists the shipped models first
 
 
 @pytest.fixture(autouse=True)

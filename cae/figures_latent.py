@@ -1,0 +1,140 @@
+"""Figure builders for "The code space" page: the map of the codes, the code plane's decoded manifold,
+interpolation strips and neighbours. No st.* here.
+
+A sibling of cae/figures.py with its conventions (see figures._figure): plain lists, a data revision, no template,
+explicit ranges and fixed margins, so the browser plots each chart once. Every point of a map carries the index
+of its digit in `customdata`: a selection names points by trace and position, and each label is a trace of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+
+from cae.figures import GREY, INK, _figure, image_axes, tile
+
+LABEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]  # digit 0..9 (tab10)
+YOURS = "#ffd54f"  # your digit's star
+CHOSEN = "#000000"
+YOUR_DIGIT = -1  # customdata of your digit's star (digits are 0..N-1)
+PLANE_POINT = -2  # customdata of the invisible points that make the empty plane clickable
+CLICK_GRID = 48  # invisible points a side over the code plane
+
+
+def _padded(low: float, high: float, share: float = 0.04) -> list[float]:
+    pad = (high - low) * share or 1.0
+    return [float(low - pad), float(high + pad)]
+
+
+def map_extent(coords: np.ndarray) -> np.ndarray:
+    """(2, 2) [[x_low, x_high], [y_low, y_high]] of all the points."""
+    return np.stack([coords.min(0), coords.max(0)], 1) if len(coords) else np.array([[-1.0, 1.0], [-1.0, 1.0]])
+
+
+def code_map(coords: np.ndarray, labels: np.ndarray, *, title: str, yours: np.ndarray | None = None,
+             chosen: Sequence[tuple[int, str]] = (), extent: np.ndarray | None = None,
+             axis_titles: tuple[str, str] = ("", ""), revision: str = "", height: int = 560) -> go.Figure:
+    """One WebGL point per digit coloured by its label; your digit as a star; chosen digits ringed and named.
+
+    `chosen` holds (index, name) pairs; `revision` keeps zoom and pan across reruns until it changes.
+    """
+    coords = np.asarray(coords, np.float32)
+    labels = np.asarray(labels)
+    traces = []
+    for label in range(10):
+        members = np.flatnonzero(labels == label)
+        traces.append(dict(type="scattergl", x=coords[members, 0], y=coords[members, 1], mode="markers",
+                           name=str(label), customdata=members,
+                           marker=dict(size=4, color=LABEL_COLOURS[label], opacity=0.75),
+                           hovertemplate=f"digit #%{{customdata}}: a {label}<extra></extra>"))
+    if chosen:
+        indices = [index for index, _ in chosen]
+        traces.append(dict(type="scatter", x=coords[indices, 0], y=coords[indices, 1], mode="markers+text",
+                           name="chosen", customdata=indices, text=[name for _, name in chosen],
+                           textposition="top center", textfont=dict(size=13, color=INK),
+                           marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(width=2.5, color=INK)),
+                           hovertemplate="digit #%{customdata}<extra></extra>"))
+    if yours is not None:
+        yours = np.asarray(yours, np.float32).reshape(2)
+        traces.append(dict(type="scatter", x=[yours[0]], y=[yours[1]], mode="markers", name="your digit",
+                           customdata=[YOUR_DIGIT],
+                           marker=dict(symbol="star", size=20, color=YOURS, line=dict(width=1.5, color=CHOSEN)),
+                           hovertemplate="your digit<extra></extra>"))
+    extent = map_extent(coords) if extent is None else extent
+    if yours is not None:  # the star stays in view even when it lands outside the digits
+        extent = np.stack([np.minimum(extent[:, 0], yours), np.maximum(extent[:, 1], yours)], 1)
+    return _figure(traces, title=dict(text=title), height=height, uirevision=revision or title,
+                   margin=dict(l=45, r=95, t=40, b=40), hovermode="closest", dragmode="zoom",
+                   legend=dict(title=dict(text="label"), itemsizing="constant", x=1.01, xanchor="left", y=1,
+                               yanchor="top"),
+                   xaxis=dict(range=_padded(*extent[0]), title=dict(text=axis_titles[0]), zeroline=False),
+                   yaxis=dict(range=_padded(*extent[1]), title=dict(text=axis_titles[1]), zeroline=False))
+
+
+def png_source(image: np.ndarray) -> str:
+    """A 2-D array in [0, 1] as a PNG data URI: a 560x560 manifold is ~100 kB this way, megabytes as a heatmap."""
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def manifold_figure(image: np.ndarray, extent: np.ndarray, *, size: int, marked: np.ndarray | None = None,
+                    revision: str = "", height: int = 560) -> go.Figure:
+    """The decoded grid laid over the code plane (axes in code numbers), clickable anywhere.
+
+    Each of the size x size tiles is the decoding of the code at its centre. Invisible points cover the plane so
+    that a click anywhere is a selection (plotly selects points, not empty space); `marked` is drawn as a cross.
+    """
+    (x_low, x_high), (y_low, y_high) = extent
+    half_x, half_y = (x_high - x_low) / (size - 1) / 2, (y_high - y_low) / (size - 1) / 2
+    left, right, bottom, top = x_low - half_x, x_high + half_x, y_low - half_y, y_high + half_y
+    xs, ys = np.meshgrid(np.linspace(left, right, CLICK_GRID), np.linspace(bottom, top, CLICK_GRID))
+    traces = [dict(type="scattergl", x=xs.ravel(), y=ys.ravel(), mode="markers", name="the plane",
+                   customdata=np.full(xs.size, PLANE_POINT), showlegend=False,
+                   marker=dict(size=6, color="rgba(0,0,0,0)"),
+                   hovertemplate="decode (%{x:.2f}, %{y:.2f})<extra></extra>")]
+    if marked is not None:
+        marked = np.asarray(marked, np.float32).reshape(2)
+        traces.append(dict(type="scatter", x=[marked[0]], y=[marked[1]], mode="markers", name="decoded",
+                           customdata=[PLANE_POINT], showlegend=False, hoverinfo="skip",
+                           marker=dict(symbol="x-thin", size=16, line=dict(width=3, color=YOURS))))
+    picture = dict(source=png_source(image), xref="x", yref="y", x=left, y=top, sizex=right - left,
+                   sizey=top - bottom, sizing="stretch", layer="below")
+    return _figure(traces, title=dict(text=f"The decoder's view of the plane: {size} x {size} codes decoded"),
+                   images=[picture], height=height, uirevision=revision or "manifold", hovermode="closest",
+                   dragmode="zoom", margin=dict(l=45, r=10, t=40, b=40),
+                   xaxis=dict(range=[left, right], title=dict(text="code[0]"), showgrid=False, zeroline=False),
+                   yaxis=dict(range=[bottom, top], title=dict(text="code[1]"), showgrid=False, zeroline=False))
+
+
+def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[str]] = (), title: str = "",
+           height: int | None = None) -> go.Figure:
+    """Rows of 28x28 images (each row (steps, 28, 28)), a caption above each row; pixels sharp.
+
+    `tags`, one list a row, are written small in each image's corner (a label and a distance, say).
+    """
+    steps = max(len(images) for _, images in rows)
+    label_rows = 5  # image rows left above each strip for its caption
+    blocks, notes = [], []
+    for number, (caption, images) in enumerate(rows):
+        grid = tile(np.asarray(images, np.float32), per_row=steps)  # (28, steps * 29 - 1), NaN gaps
+        top = number * (28 + label_rows) + label_rows
+        notes.append(dict(x=-0.5, y=top - 0.8, text=caption, showarrow=False, xanchor="left", yanchor="bottom",
+                          font=dict(size=13)))
+        row_tags = tags[number] if number < len(tags) else ()
+        notes.extend(dict(x=column * 29 - 0.3, y=top - 0.3, text=tag, showarrow=False, xanchor="left",
+                          yanchor="top", font=dict(size=10, color=YOURS)) for column, tag in enumerate(row_tags))
+        blocks.append(np.full((label_rows, grid.shape[1]), np.nan, np.float32))
+        blocks.append(grid)
+    canvas = np.concatenate(blocks)
+    heatmap = dict(type="heatmap", z=canvas, zmin=0, zmax=1, colorscale=GREY, showscale=False,
+                   hovertemplate="%{z:.3f}<extra></extra>")
+    return _figure([heatmap], title=dict(text=title), annotations=notes,
+                   height=height or 50 + 150 * len(rows), margin=dict(l=5, r=5, t=35 if title else 5, b=5),
+                   **image_axes(*canvas.shape))

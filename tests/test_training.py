@@ -247,8 +247,8 @@ def test_a_queue_with_one_place_makes_the_second_run_wait_then_start_by_itself(m
         first.start()
         wait_until(lambda: first.trainer.step_count > 0, what="the first run training")
         second.start()
-        wait_until(lambda: second.state is RunState.WAITING, what="the second run waiting")
-        assert queue.counts() == (1, 1) and second.snapshot().state is RunState.WAITING
+        wait_until(lambda: second.state is RunState.WAITING and queue.counts() == (1, 1), what="the second run waiting")
+        assert second.snapshot().state is RunState.WAITING
         time.sleep(0.3)
         assert second.trainer.step_count == 0  # it waits: no step without a place
         first.stop()
@@ -273,8 +273,9 @@ def test_a_paused_run_gives_its_place_to_the_next_and_queues_again_on_resume(mni
         first.pause()
         wait_until(lambda: second.trainer.step_count > 0, what="the waiting run taking the paused run's place")
         first.resume()
-        wait_until(lambda: first.state is RunState.WAITING, what="the resumed run queueing again")
-        assert first.runs_ahead == 0 and queue.counts() == (1, 1)
+        wait_until(lambda: first.state is RunState.WAITING and queue.counts() == (1, 1),
+                   what="the resumed run queueing again")
+        assert first.runs_ahead == 0
     finally:
         for runner in (first, second):
             runner.stop()

@@ -14,9 +14,16 @@ import os
 
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
+import pandas  # noqa: E402,F401  (plotly imports it lazily while drawing a first chart)
 import plotly.graph_objects  # noqa: E402,F401
+import plotly.io  # noqa: E402,F401
 import torch  # noqa: E402,F401
 import torchvision  # noqa: E402,F401
 import torchvision.utils  # noqa: E402,F401
 
-import cae.ui  # noqa: E402,F401  (and through it every module of cae the pages use)
+import cae.figures_inside  # noqa: E402,F401
+import cae.figures_latent  # noqa: E402,F401
+import cae.inside  # noqa: E402,F401
+import cae.latent  # noqa: E402,F401
+import cae.latent_maps  # noqa: E402,F401
+import cae.ui  # noqa: E402,F401  (and through it the rest of cae the pages use)

@@ -32,9 +32,8 @@ def test_a_class_opening_a_cold_server_at_once_sees_no_exception(mnist_dir, tria
         for tab, path in zip(tabs, paths):
             tab.get_by_text(PAGES[path]).first.wait_for(timeout=180_000)
         for tab, path in zip(tabs, paths):
-            assert tab.locator('[data-testid="stException"]').count() == 0, f"/{path}: an exception on the page"
-            nav = tab.locator('[data-testid="stSidebarNav"]').inner_text()
-            assert "Draw and reconstruct" in nav and "Train a model" in nav  # the router's titles, every tab
+            errors = tab.locator('[data-testid="stException"]')
+            assert errors.count() == 0, f"/{path}: {errors.first.inner_text()[:1500]}"
         log = server.log.read_text()
         assert "Traceback" not in log and "DeadlockError" not in log, log[-3000:]
 
@@ -44,7 +43,7 @@ def test_closing_a_training_tab_stops_its_run(mnist_dir):
         trainer_tab = browser.new_page()
         trainer_tab.goto(f"{server.url}/Train")
         button(trainer_tab, "Start").wait_for(timeout=120_000)
-        trainer_tab.locator('[data-testid="stSidebar"]').get_by_text("Epochs").wait_for()
+        trainer_tab.locator('[data-testid="stSidebar"]').get_by_text("Epochs", exact=True).wait_for()
         # A run long enough to be still going when we look again: all digits, many epochs.
         set_slider_to_max(trainer_tab, "Epochs")
         button(trainer_tab, "Start").click()

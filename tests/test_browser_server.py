@@ -48,22 +48,21 @@ def test_closing_a_training_tab_stops_its_run(mnist_dir):
         set_slider_to_max(trainer_tab, "Epochs")
         button(trainer_tab, "Start").click()
         trainer_tab.get_by_text(re.compile(r"Running · epoch")).wait_for(timeout=120_000)
-        with chromium() as other_browser:  # another person's session on the same server
-            watcher = other_browser.new_page()
-            watcher.goto(f"{server.url}/Train")
+        watcher = browser.new_page()  # another session on the same server (a session is a tab's connection)
+        watcher.goto(f"{server.url}/Train")
 
-            def training_now() -> int:
-                watcher.reload()
-                caption = watcher.get_by_text(re.compile(r"\d+ training now"))
-                caption.wait_for(timeout=120_000)
-                return int(re.search(r"(\d+) training now", caption.inner_text()).group(1))
+        def training_now() -> int:
+            watcher.reload()
+            caption = watcher.get_by_text(re.compile(r"\d+ training now"))
+            caption.wait_for(timeout=120_000)
+            return int(re.search(r"(\d+) training now", caption.inner_text()).group(1))
 
-            assert training_now() == 1
-            trainer_tab.close()  # the tab goes, with no reconnect
-            closed_at = time.monotonic()
-            wait_until(lambda: training_now() == 0, 90, "the closed tab's run stopping")
-            stopped_after = time.monotonic() - closed_at
-        assert 25 < stopped_after < 75, stopped_after  # the grace for a reconnect (30 s), then the stop
+        assert training_now() == 1
+        trainer_tab.close()  # the tab goes, with no reconnect
+        closed_at = time.monotonic()
+        wait_until(lambda: training_now() == 0, 120, "the closed tab's run stopping")
+        stopped_after = time.monotonic() - closed_at
+        assert 40 < stopped_after < 100, stopped_after  # the grace for a reconnect (45 s), then the stop
 
 
 def set_slider_to_max(page, label: str) -> None:

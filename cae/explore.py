@@ -10,11 +10,7 @@ import torch
 from torch import nn
 
 from cae.metrics import as_batch, per_image_mse, reconstruct
-from cae.noise import Noise
-
-
-def _psnr(mse: float) -> float:
-    return float("inf") if mse == 0 else float(10 * np.log10(1 / mse))
+from cae.noise import Noise, psnr
 
 
 @dataclass(frozen=True)
@@ -35,11 +31,11 @@ class Reconstruction:
 
     @property
     def noisy_psnr(self) -> float | None:
-        return None if self.noisy is None else _psnr(float(((self.noisy - self.image) ** 2).mean()))
+        return None if self.noisy is None else psnr(float(((self.noisy - self.image) ** 2).mean()))
 
     @property
     def output_psnr(self) -> float:
-        return _psnr(self.mse)
+        return psnr(self.mse)
 
 
 @torch.no_grad()

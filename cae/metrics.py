@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cae.noise import psnr
+
 
 def as_batch(images: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(N, 28, 28) uint8 in 0..255 or float in [0, 1] -> (N, 1, 28, 28) float32 in [0, 1] on device."""
@@ -118,7 +120,7 @@ def denoising_psnr(model: nn.Module, images: torch.Tensor | np.ndarray, noise, *
             noisy_error += torch.sum((noisy.double() - clean.double()) ** 2).item()
             output_error += torch.sum((output.double() - clean.double()) ** 2).item()
     pixels = len(images) * 784
-    return 10 * np.log10(pixels / noisy_error), 10 * np.log10(pixels / output_error)
+    return psnr(noisy_error / pixels), psnr(output_error / pixels)
 
 
 def test_elbo_nats(model: nn.Module, images: torch.Tensor | np.ndarray, *, seed: int = 0,

@@ -189,13 +189,12 @@ class TrainingRunner:
     def _owner_gone(self) -> bool:
         """True once `owner_alive` has said False for `orphan_seconds` (asked at most once a second)."""
         now = time.monotonic()
-        if self.owner_alive is None or now - self._owner_checked_at < OWNER_CHECK_SECONDS:
-            return self._owner_gone_since is not None and now - self._owner_gone_since >= self.orphan_seconds
-        self._owner_checked_at = now
-        if self.owner_alive():
-            self._owner_gone_since = None
-        elif self._owner_gone_since is None:
-            self._owner_gone_since = now
+        if self.owner_alive is not None and now - self._owner_checked_at >= OWNER_CHECK_SECONDS:
+            self._owner_checked_at = now
+            if self.owner_alive():
+                self._owner_gone_since = None
+            elif self._owner_gone_since is None:
+                self._owner_gone_since = now
         return self._owner_gone_since is not None and now - self._owner_gone_since >= self.orphan_seconds
 
     def _should_end(self) -> bool:
@@ -212,7 +211,8 @@ class TrainingRunner:
             return False
 
     def _give_back_place(self) -> None:
-        if self.queue is not None and self._has_place:
+        """Its place, or its spot in the line if it was still waiting (the queue ignores a ticket it lacks)."""
+        if self.queue is not None:
             self.queue.release(self)
             self._has_place = False
 
@@ -255,9 +255,7 @@ class TrainingRunner:
         except Exception as error:  # shown on the page: a thread's exception would otherwise vanish
             self.error = f"{type(error).__name__}: {error}"
         finally:
-            if self.queue is not None:  # its place, or its spot in the line if it was still waiting
-                self.queue.release(self)
-                self._has_place = False
+            self._give_back_place()
             if self.trainer.stop_reason is StopReason.SESSION_GONE:
                 with self._lock:
                     self.trainer.release()

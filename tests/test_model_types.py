@@ -92,7 +92,8 @@ def test_noise_text_and_psnr():
     for bad in ("gaussian", "blur:0.5", "mask:2", "mask:x"):
         with pytest.raises(ConfigError):
             Noise.parse(bad)
-    assert psnr(torch.zeros(4), torch.full((4,), 0.1)) == pytest.approx(20.0)
+    assert psnr(torch.mean((torch.zeros(4) - torch.full((4,), 0.1)) ** 2).item()) == pytest.approx(20.0)
+    assert psnr(0.0) == float("inf")
 
 
 def test_the_denoiser_trains_on_corrupted_inputs_against_clean_targets():

@@ -1,5 +1,6 @@
 """The steppable trainer and its background runner, on real MNIST digits."""
 
+import contextlib
 import threading
 import time
 from dataclasses import replace
@@ -239,7 +240,9 @@ def test_an_exception_in_the_thread_is_kept_for_the_page(mnist, monkeypatch):
     assert runner.state is RunState.FAILED and "ZeroDivisionError" in runner.error
 
 
-def test_a_queue_with_one_place_makes_the_second_run_wait_then_start_by_itself(mnist):
+@contextlib.contextmanager
+def one_place_two_runs(mnist):
+    """A queue with one place: the first run training, the second waiting for it; both stopped afterwards."""
     queue = RunQueue(1)
     first = TrainingRunner(trainer(mnist, epochs=50), queue=queue)
     second = TrainingRunner(trainer(mnist, epochs=50, seed=1), queue=queue)
@@ -248,38 +251,32 @@ def test_a_queue_with_one_place_makes_the_second_run_wait_then_start_by_itself(m
         wait_until(lambda: first.trainer.step_count > 0, what="the first run training")
         second.start()
         wait_until(lambda: second.state is RunState.WAITING and queue.counts() == (1, 1), what="the second run waiting")
+        yield queue, first, second
+    finally:
+        for runner in (first, second):
+            runner.stop()
+            runner.join(30)
+
+
+def test_a_queue_with_one_place_makes_the_second_run_wait_then_start_by_itself(mnist):
+    with one_place_two_runs(mnist) as (queue, first, second):
         assert second.snapshot().state is RunState.WAITING
         time.sleep(0.3)
         assert second.trainer.step_count == 0  # it waits: no step without a place
         first.stop()
         wait_until(lambda: second.trainer.step_count > 0, what="the second run starting when the place freed")
         assert second.state is RunState.RUNNING and queue.counts() == (1, 0)
-    finally:
-        for runner in (first, second):
-            runner.stop()
-            runner.join(30)
     assert queue.counts() == (0, 0)
 
 
 def test_a_paused_run_gives_its_place_to_the_next_and_queues_again_on_resume(mnist):
-    queue = RunQueue(1)
-    first = TrainingRunner(trainer(mnist, epochs=50), queue=queue)
-    second = TrainingRunner(trainer(mnist, epochs=50, seed=1), queue=queue)
-    try:
-        first.start()
-        wait_until(lambda: first.trainer.step_count > 0, what="the first run training")
-        second.start()
-        wait_until(lambda: second.state is RunState.WAITING, what="the second run waiting")
+    with one_place_two_runs(mnist) as (queue, first, second):
         first.pause()
         wait_until(lambda: second.trainer.step_count > 0, what="the waiting run taking the paused run's place")
         first.resume()
         wait_until(lambda: first.state is RunState.WAITING and queue.counts() == (1, 1),
                    what="the resumed run queueing again")
         assert first.runs_ahead == 0
-    finally:
-        for runner in (first, second):
-            runner.stop()
-            runner.join(30)
 
 
 def test_a_run_whose_session_has_gone_stops_and_frees_its_training_data(mnist):

@@ -216,4 +216,5 @@ navigation = st.navigation([
     st.Page("pages/2_How_it_works.py", title="How it works", icon=":material/account_tree:", url_path="How_it_works"),
     st.Page("pages/3_Code_space.py", title="The code space", icon=":material/scatter_plot:", url_path="Code_space"),
 ])
-navigation.run()
+with ui.routed():
+    navigation.run()

@@ -8,7 +8,9 @@ trains or uploads lives in that session's state.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -44,6 +46,7 @@ class Key(StrEnum):
     RUNNER = "runner"  # this session's TrainingRunner (the Train page starts it; every page collects its model)
     RUN_COUNT = "run_count"
     RUN_SAVED = "run_saved"  # label under which the current run's model was added to MODELS
+    REROUTED = "rerouted"  # a page of this session ran outside app.py's navigation once and was rerun through it
 
 
 @st.cache_resource(show_spinner="Loading MNIST ...")
@@ -184,17 +187,34 @@ def collect_finished_run() -> None:
     st.session_state[Key.RUN_SAVED] = label
 
 
+_router = threading.local()  # per script thread: is app.py's navigation running the page now?
+
+
+@contextmanager
+def routed() -> Iterator[None]:
+    """app.py runs every page inside this; a page that runs outside it came in through the pages-folder mode."""
+    _router.active = True
+    try:
+        yield
+    finally:
+        _router.active = False
+
+
 def _through_the_router() -> None:
     """Make a page that Streamlit ran on its own go through app.py's navigation instead.
 
     Because a folder named pages/ exists, Streamlit serves a link straight to a page (say /Train) the old way,
     running the page file alone, until app.py has called st.navigation once in this server process: the page then
-    lacks the navigation's titles and the wide layout. The first such visit switches that mode off and reruns;
-    the rerun goes through app.py to the same page (both ways name it by its url path).
+    lacks the navigation's titles and the wide layout. Such a run switches that mode off and reruns; the rerun goes
+    through app.py to the same page (both ways name it by its url path). The test is this run's own, not the
+    server-wide mode: on a cold server, a visitor's page may start in the old mode just before another visitor's
+    app.py switches it off (8 tabs opening a cold server at once left one so in each of 3 trials).
     """
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if getattr(_router, "active", False) or st.session_state.get(Key.REROUTED):
+        return  # (once per session: a page file run on its own, as `streamlit run pages/...` does, would loop)
+    st.session_state[Key.REROUTED] = True
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 def model_sidebar() -> ChosenModel:

@@ -34,6 +34,9 @@ def test_a_class_opening_a_cold_server_at_once_sees_no_exception(mnist_dir, tria
         for tab, path in zip(tabs, paths):
             errors = tab.locator('[data-testid="stException"]')
             assert errors.count() == 0, f"/{path}: {errors.first.inner_text()[:1500]}"
+            # Served through app.py's navigation, not Streamlit's pages-folder mode (which names the home "app").
+            navigation = tab.locator('[data-testid="stSidebarNav"]')
+            assert "Train a model" in navigation.inner_text(), f"/{path}: {navigation.inner_text()}"
         log = server.log.read_text()
         assert "Traceback" not in log and "DeadlockError" not in log, log[-3000:]
 

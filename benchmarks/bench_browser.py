@@ -6,15 +6,18 @@ Prints:
   3. Start on the Train page's defaults: wall time to the finished model, its validation MSE against PCA's as the
      page shows them (goal: below PCA within 30 s), and its samples/s against the same run on the command line's
      code in this process, interleaved (goal: at least 0.90).
-Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python benchmarks/bench_browser.py`.
+Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python benchmarks/bench_browser.py`;
+`--offline-sample` serves an empty data folder instead, so that the app uses the offline sample of 5,000 digits.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,7 +89,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strokes", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=3, help="training runs on and off the page, each")
+    parser.add_argument("--offline-sample", action="store_true", help="an empty data folder: the offline sample")
     args = parser.parse_args()
+    if args.offline_sample:
+        os.environ["CAE_DATA_DIR"] = tempfile.mkdtemp(prefix="cae-no-mnist-")  # read by load_mnist and the server
     data = load_mnist()
     print(f"data: {data.describe()}")
     with streamlit_server(data_dir().resolve()) as server, chromium() as browser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -120,7 +121,9 @@ def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[st
     `tags`, one list a row, are written small in each image's corner (a label and a distance, say).
     """
     steps = max(len(images) for _, images in rows)
-    label_rows = 5  # image rows left above each strip for its caption
+    # Image rows left above each strip for its caption: the images scale with the strip's width, so a long strip
+    # needs more rows to leave ~16 px for a 13 px caption (5 rows let a 10-step strip's caption slip under the row above).
+    label_rows = max(5, math.ceil(steps * 29 / 40))
     blocks, notes = [], []
     for number, (caption, images) in enumerate(rows):
         grid = tile(np.asarray(images, np.float32), per_row=steps)  # (28, steps * 29 - 1), NaN gaps

@@ -46,6 +46,7 @@ class Key(StrEnum):
     RUNNER = "runner"  # this session's TrainingRunner (the Train page starts it; every page collects its model)
     RUN_COUNT = "run_count"
     RUN_SAVED = "run_saved"  # label under which the current run's model was added to MODELS
+    DOWNLOAD = "model_download"  # the sidebar's download of the chosen session model
     REROUTED = "rerouted"  # a page of this session ran outside app.py's navigation once and was rerun through it
 
 
@@ -168,18 +169,23 @@ def collect_finished_run() -> None:
     """Once a run of this session has ended, add its model to the session's models (on whichever page is open)."""
     runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
     if runner is None or runner.alive or runner.state in (RunState.READY, RunState.FAILED) \
-            or st.session_state.get(Key.RUN_SAVED) or runner.trainer.stop_reason is StopReason.SESSION_GONE:
+            or st.session_state.get(Key.RUN_SAVED):
         return
     with runner.reading() as trainer:
         if trainer.step_count == 0:
             return  # stopped before the first step: nothing was learned
         ckpt = trainer.checkpoint()
-        train_images = trainer.train_images.cpu()
+        # None once a run whose tab went away has freed its data; its model is kept all the same
+        train_images = None if trainer.train_images is None else trainer.train_images.cpu()
     data = shared_data()
     components = ckpt.model_config.code_size
-    whole = len(train_images) == len(data.train_images)
-    ckpt.metrics["pca_mse"] = (shared_pca_mse(data.source, components) if whole
-                               else pca_mse(train_images, data.val_images, components))
+    subset = ckpt.train_config.train_subset
+    if not subset or subset >= len(data.train_images):
+        ckpt.metrics["pca_mse"] = shared_pca_mse(data.source, components)
+    elif train_images is not None:
+        ckpt.metrics["pca_mse"] = pca_mse(train_images, data.val_images, components)
+    else:
+        ckpt.metrics["pca_mse"] = None  # its training digits are gone: PCA cannot be fitted on the same ones
     ckpt.metrics["test_mse"] = model_mse(ckpt.build_model(), data.val_images)  # the final weights, not the last epoch's
     ckpt.metrics["evaluated_on"] = f"{len(data.val_images):,} {data.val_name} digits"
     ckpt.metrics["wall_seconds"] = runner.wall_seconds
@@ -239,6 +245,10 @@ def model_sidebar() -> ChosenModel:
         else:
             ckpt, model = models[label], _session_model(label)
         st.caption(ckpt.describe())
+        if label in models:  # any model of this session can be kept, not only the run just finished
+            st.download_button("Download this model", lambda: checkpoint.to_bytes(ckpt), key=Key.DOWNLOAD,
+                               file_name=f"{ckpt.model_type}-model.pt", mime="application/octet-stream",
+                               on_click="ignore")
     return ChosenModel(label, ckpt, model)
 
 

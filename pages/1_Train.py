@@ -177,10 +177,12 @@ def stop() -> None:
 
 
 def reset() -> None:
-    runner: TrainingRunner | None = st.session_state.pop(Key.RUNNER, None)
+    runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
     if runner is not None:
         runner.stop()
         runner.join(30)
+        ui.collect_finished_run()  # a run stopped a moment ago may not be in the model choice yet: keep its model
+    st.session_state.pop(Key.RUNNER, None)
     st.session_state[Key.RUN_SAVED] = None
 
 
@@ -212,7 +214,8 @@ def stop_notice(snap: RunSnapshot) -> None:
         st.error(f"Training stopped, the model collapsed: {snap.stop_message}")
     elif snap.stop_reason is StopReason.SESSION_GONE:
         st.warning(f"This run stopped because this tab was away for more than {ORPHAN_SECONDS:.0f} s (closed, or "
-                   f"the connection dropped), and its training data was freed. Press Reset, then Start again.")
+                   f"the connection dropped), and its training data was freed. Its model so far is kept in the "
+                   f"model choice; Start trains a new one.")
 
 
 def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
@@ -249,8 +252,11 @@ def results() -> None:
     st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**.")
     score, pca, download = st.columns(3)
     score.metric("Validation MSE per pixel", f"{ckpt.metrics['test_mse']:.4f}")
-    pca.metric(f"PCA with {ckpt.model_config.code_size} components", f"{ckpt.metrics['pca_mse']:.4f}",
-               help="Fitted on the same training digits, scored on the same validation digits.")
+    pca_score = ckpt.metrics.get("pca_mse")
+    pca.metric(f"PCA with {ckpt.model_config.code_size} components",
+               "not fitted" if pca_score is None else f"{pca_score:.4f}",
+               help="Fitted on the same training digits, scored on the same validation digits (not fitted when "
+                    "the run's training digits were freed because its tab went away).")
     download.download_button("Download checkpoint", checkpoint.to_bytes(ckpt), file_name=f"{ckpt.model_type}-run.pt",
                              mime="application/octet-stream", key="t_download")
     samples, wall = ckpt.history.get("samples", 0), ckpt.metrics.get("wall_seconds") or 0
@@ -278,7 +284,7 @@ buttons[0].button("Start", key="t_start", disabled=busy, on_click=start, type="p
 buttons[1].button("Pause/Resume", key="t_pause", disabled=not busy, on_click=pause_or_resume)
 buttons[2].button("Stop", key="t_stop", disabled=not busy, on_click=stop)
 buttons[3].button("Reset", key="t_reset", disabled=runner is None, on_click=reset,
-                  help="Forget this run's progress; a model it finished stays in the model choice.")
+                  help="Clear this run from the page (a running one stops); its model stays in the model choice.")
 message = st.session_state.pop(TrainKey.MESSAGE, None)
 if message:
     st.error(message)

@@ -138,6 +138,34 @@ def test_pause_stop_and_reset(page):
     assert len(page.selectbox(key="model_select").options) == SHIPPED + 1  # the stopped run's model is kept
 
 
+def test_reset_right_after_stop_keeps_the_stopped_model(page):
+    page.session_state["t_epochs"] = 50
+    page.button(key="t_start").click().run()
+    wait_for(page, lambda at: runner(at).trainer.step_count > 2)
+    page.button(key="t_stop").click()
+    page.button(key="t_reset").click().run()  # both in one rerun: the page never saw the run end
+    assert not page.exception and "runner" not in page.session_state
+    models = page.session_state[ui.Key.MODELS]
+    assert len(models) == 1 and "stopped at step" in next(iter(models))
+
+
+def test_a_run_whose_tab_went_away_stops_and_still_keeps_its_model(page):
+    page.session_state["t_epochs"] = 50
+    page.button(key="t_start").click().run()
+    wait_for(page, lambda at: runner(at).trainer.step_count > 2)
+    runner(page).owner_alive = lambda: False  # what Runtime says of a session whose tab has closed
+    runner(page).orphan_seconds = 0
+    wait_for(page, lambda at: not runner(at).alive)
+    assert runner(page).trainer.stop_reason is StopReason.SESSION_GONE
+    assert runner(page).trainer.train_images is None  # the data was freed ...
+    wait_for(page, lambda at: at.success)
+    assert any("was away for more than" in w.value for w in page.warning)
+    assert "stopped at step" in page.selectbox(key="model_select").options[SHIPPED]  # ... the model was not
+    assert [m.value for m in page.metric][1] == "not fitted"  # PCA needs the freed digits
+    page.selectbox(key="model_select").set_value(page.selectbox(key="model_select").options[SHIPPED]).run()
+    assert [b.label for b in page.sidebar.get("download_button")] == ["Download this model"]
+
+
 def test_start_twice_never_starts_two_threads(page):
     page.session_state["t_epochs"] = 50
     page.button(key="t_start").click().run()

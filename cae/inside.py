@@ -139,7 +139,7 @@ def transposed_checks(model: nn.Module, stages: list[tuple[str, torch.Tensor]]) 
         checks.append(TransposedCheck(
             layer, encoder_layer, by_transpose.numpy(), by_full_conv.numpy(), difference, float32_difference,
             same_tensor(weight, encoder_weight), weight_name, (weight.data_ptr(), encoder_weight.data_ptr()),
-            weight.detach().numpy(),
+            weight.detach().numpy().copy(),  # a copy: the shared, cached model's own memory stays out of reach
             float((weight - encoder_weight).abs().max())))
     return checks
 

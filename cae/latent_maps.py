@@ -244,10 +244,13 @@ class MapJobs:
 
     def _run(self, job: MapJob, codes: np.ndarray) -> None:
         try:
-            job.result = (self._fit or fit_in_child)(codes, job.progress)
+            result = (self._fit or fit_in_child)(codes, job.progress)
         except Exception as error:  # noqa: BLE001  (shown on the page; the next visitor may try again)
+            job.seconds = time.perf_counter() - job.started
             job.error = f"{type(error).__name__}: {error}"
-        job.seconds = time.perf_counter() - job.started
+            return
+        job.seconds = time.perf_counter() - job.started  # first: a page that sees the result reads the seconds
+        job.result = result
 
     def _forget_oldest(self) -> None:
         finished = [key for key, job in self._jobs.items() if job.finished]

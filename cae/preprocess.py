@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 BOX = 20  # MNIST scales the ink's bounding box into 20x20 ...
 SIZE = 28  # ... and centres it by its centre of mass in 28x28
@@ -17,7 +17,8 @@ CENTRE = 14.0  # where MNIST's centres of mass lie, in pixel indices (training-s
 INK_LEVEL = 0.25  # a pixel is ink when its brightness is at least this share of the brightest pixel
 STROKE = 0.12  # MNIST strokes are about this share of the box side (2.4 px of 20); thinner strokes are thickened
 MAX_UPLOAD_SIDE = 4096  # larger images are refused before they are decoded
-UPLOAD_TYPES = ("PNG", "JPEG")
+WORK_SIDE = 280  # ink boxes larger than the canvas are shrunk to this first (see to_model_input)
+UPLOAD_TYPES = ("PNG", "JPEG", "MPO")  # MPO: the JPEG that phones write with a second picture inside
 
 
 class ImageError(ValueError):
@@ -34,7 +35,8 @@ def load_upload(data: bytes) -> np.ndarray:
                 raise ImageError(f"the picture is {image.size[0]}x{image.size[1]} pixels; "
                                  f"please upload one at most {MAX_UPLOAD_SIDE} pixels on each side")
             image.load()
-            return np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+            upright = ImageOps.exif_transpose(image)  # a phone's portrait photo is stored sideways plus a tag
+            return np.asarray(upright.convert("RGBA" if "A" in upright.getbands() else "RGB"))
     except UnidentifiedImageError as error:
         raise ImageError("this file is not a picture we can read; please upload a PNG or JPEG") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -70,6 +72,13 @@ def _dilate(ink: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
+def _shrink(ink: np.ndarray, longest: int) -> np.ndarray:
+    """Scale ink so that its longer side is `longest` pixels, aspect kept, with area averaging."""
+    scale = longest / max(ink.shape)
+    size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
+    return np.asarray(Image.fromarray(ink.astype(np.float32)).resize(size, Image.Resampling.BOX))
+
+
 def _stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width of a mask: area / half the perimeter (for a long stroke, w * L / L)."""
     inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
@@ -102,6 +111,13 @@ def to_model_input(image: np.ndarray) -> np.ndarray | None:
         return None
     rows, cols = np.nonzero(mask)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    # 0. a photo's ink box is shrunk to the canvas's size first: thickening costs radius^2 passes over the box, which
+    #    for a 2,000-pixel digit with a thin pen would take minutes; at this size it takes milliseconds
+    if max(bottom - top, right - left) > WORK_SIDE:
+        ink = _shrink(ink[top:bottom, left:right], WORK_SIDE)
+        mask = ink >= INK_LEVEL * max(float(ink.max()), 1e-6)
+        rows, cols = np.nonzero(mask)
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     # 1. thicken strokes much thinner than MNIST's, measured against the bounding box they will be scaled with
     longest = max(bottom - top, right - left)
     missing = STROKE * longest - _stroke_width(mask[top:bottom, left:right])

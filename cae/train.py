@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -45,6 +46,18 @@ def train(trainer: Trainer, *, progress: bool = True) -> None:
         bar.close()
 
 
+def writable_target(out: Path) -> Path:
+    """The checkpoint's path, checked before training starts: a bad --out must not cost a finished run."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name, such as {out / 'model.pt'}")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists must take new files
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: cannot write into {folder}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cae.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-type", choices=list(MODEL_TYPES), default="cae",
@@ -62,22 +75,23 @@ def main(argv: list[str] | None = None) -> int:
         train_config = config_from_args(TrainConfig, args)
         if args.dry_run:
             train_config = replace(train_config, epochs=1, train_subset=DRY_RUN_DIGITS)
+        out = writable_target(args.out or Path("runs") / f"{args.model_type}-{time.strftime('%Y%m%d-%H%M%S')}.pt")
         data = load_mnist()
+        trainer = Trainer(model_config, train_config, data)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"data: {data.describe()}")
-    trainer = Trainer(model_config, train_config, data)
     print(f"model: {model_type(args.model_type).title}: {model_config.describe()}; objective in {trainer.loss_label}")
     print(f"device: {trainer.device}; {trainer.total_steps} steps of {train_config.batch_size}")
     train(trainer, progress=not args.no_progress)
     ckpt = trainer.checkpoint()
+    checkpoint.save(ckpt, out)  # the trained weights are safe on disk before the scoring below, which takes a while
     ckpt.metrics.update(
         test_mse=model_mse(trainer.model, data.val_images),
         evaluated_on=f"{len(data.val_images)} {data.val_name} digits",
         pca_mse=pca_mse(data.train_images, data.val_images, model_config.code_size))
-    default_out = Path("runs") / f"{args.model_type}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
-    out = checkpoint.save(ckpt, args.out or default_out)
+    checkpoint.save(ckpt, out)
     summary = {"checkpoint": str(out), f"{data.val_name}_mse": ckpt.metrics["test_mse"],
                "pca_mse": ckpt.metrics["pca_mse"], "train_seconds": round(trainer.history.train_seconds, 1),
                "samples_per_s": round(trainer.history.samples_per_s), "stop_reason": trainer.stop_message}

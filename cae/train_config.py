@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cae.config import check_choice, check_range
+from cae.config import ConfigError, check_choice, check_range
 
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("mse", "bce")
@@ -59,7 +59,10 @@ def pick_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: this machine has no CUDA GPU that torch can use; try --device auto")
+    return device
 
 
 def scheduled_lr(config: TrainConfig, step: int, total_steps: int) -> float:

@@ -29,7 +29,7 @@ from cae.noise import Noise
 from cae.registry import type_of
 from cae.run_queue import RunQueue, default_places, places_from_environment
 from cae.runner import TrainingRunner
-from cae.training import RunState, StopReason
+from cae.training import RunState
 
 DEFAULT_LABEL = next(iter(checkpoint.PRETRAINED))
 

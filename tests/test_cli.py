@@ -63,6 +63,8 @@ def test_bad_inputs_get_one_clear_line(mnist_dir, tmp_path):
     assert done.returncode == 1 and "not a readable checkpoint" in done.stderr
     done = cli("cae.train", "--code-size", "0", env_dir=mnist_dir)
     assert done.returncode == 2 and "code_size must be between 1 and 256" in done.stderr
+    done = cli("cae.train", "--dry-run", "--out", str(tmp_path), env_dir=mnist_dir)  # a folder: found before training
+    assert done.returncode == 2 and "is a folder" in done.stderr and "steps of" not in done.stdout
 
 
 def test_each_model_type_trains_from_the_command_line_and_evaluate_reports_its_scores(mnist_dir, tmp_path):

@@ -1,9 +1,12 @@
 """Canvas and uploads -> 28x28 model input made the MNIST way."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from cae import preprocess
 from cae.preprocess import ImageError, load_upload, to_model_input
 from tests.drawing import FOUR, SEVEN, canvas, encode as png
 
@@ -91,3 +94,39 @@ def test_a_huge_upload_is_refused_before_decoding():
     data = png(np.zeros((10000, 10000), np.uint8))
     with pytest.raises(ImageError, match="10000x10000"):
         load_upload(data)
+
+
+def test_a_photo_sized_digit_with_a_thin_pen_is_shrunk_before_it_is_thickened(monkeypatch):
+    radii = []
+    real_dilate = preprocess._dilate
+    monkeypatch.setattr(preprocess, "_dilate", lambda ink, radius: radii.append(radius) or real_dilate(ink, radius))
+    photo = canvas(FOUR, left=300, top=200, size=2400, pen=12, side=3000)  # a 2,400-pixel digit, a 12-pixel pen
+    result = to_model_input(photo)
+    assert radii and max(radii) <= preprocess.STROKE * preprocess.WORK_SIDE  # not ~140 passes wide: minutes
+    reference = to_model_input(canvas(FOUR, left=30, top=20, size=240, pen=1))  # the same shape at canvas size
+    nearest = min(np.abs(np.roll(result, (dy, dx), axis=(0, 1)) - reference).mean()
+                  for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    assert nearest < 0.05
+
+
+def jpeg_with(image: Image.Image, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, **options)
+    return out.getvalue()
+
+
+def test_a_phone_photo_stored_sideways_is_turned_upright():
+    upright = Image.fromarray(canvas(SEVEN)[..., :3]).resize((280, 200))  # wider than tall, as it should show
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the viewer turns it 90 degrees clockwise
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # how the camera stored it
+    loaded = load_upload(jpeg_with(sideways, format="JPEG", exif=exif))
+    assert loaded.shape == (200, 280, 3)
+    assert np.abs(loaded.astype(float) - np.asarray(upright, float)).mean() < 8  # JPEG's loss only
+
+
+def test_a_phone_jpeg_with_a_second_picture_inside_mpo_is_read():
+    first = Image.fromarray(canvas(SEVEN)[..., :3])
+    data = jpeg_with(first, format="MPO", save_all=True, append_images=[first.resize((70, 70))])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    assert load_upload(data).shape == (280, 280, 3)

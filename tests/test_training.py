@@ -14,7 +14,7 @@ from cae.metrics import reconstruct
 from cae.model import ModelConfig
 from cae.run_queue import RunQueue
 from cae.runner import TrainingRunner
-from cae.train_config import TrainConfig
+from cae.train_config import TrainConfig, pick_device
 from cae.training import RunState, StopReason, Trainer
 
 
@@ -318,3 +318,10 @@ def test_a_paused_run_of_a_gone_session_stops_too(mnist):
     connected.clear()
     runner.join(30)
     assert not runner.alive and runner.trainer.stop_reason is StopReason.SESSION_GONE
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_a_clear_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        pick_device("cuda")
+    assert pick_device("auto").type in ("cpu", "mps")

@@ -10,6 +10,26 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+@dataclasses.dataclass(frozen=True)
+class Knob:
+    """A setting of a model type that pages offer as a widget: one of `choices`, or a number from `low` to `high`.
+
+    A config class lists its own in KNOBS, so a page draws a new type's settings without naming the type.
+    """
+
+    field: str  # the config field it sets
+    label: str
+    help: str
+    choices: tuple[str, ...] = ()  # a choice among these when given, else a number
+    low: float = 0.0
+    high: float = 1.0
+    step: float = 0.05
+
+    def value(self, raw: Any) -> Any:
+        """A widget's value as the config field takes it."""
+        return str(raw) if self.choices else float(raw)
+
+
 class ConfigError(ValueError):
     """A setting is missing, unknown or out of range; the message names it and what is allowed."""
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
+from cae.config import Knob
 from cae.model import ConvAutoencoder, ModelConfig
-from cae.noise import Noise
+from cae.noise import KINDS, Noise
 from cae.objective import Objective, per_pixel_loss
 
 
@@ -19,6 +20,11 @@ from cae.objective import Objective, per_pixel_loss
 class DenoisingConfig(ModelConfig):
     noise: str = "gaussian"  # corruption while training: "gaussian", "mask" or "saltpepper" (cae.noise.KINDS)
     noise_amount: float = 0.5  # its sigma, or the fraction of pixels it changes
+
+    KNOBS = (Knob("noise", "Noise while training", "; ".join(f"{kind}: {what}" for kind, what in KINDS.items()),
+                  choices=tuple(KINDS)),
+             Knob("noise_amount", "Noise amount", "Gaussian: its sigma; masking and salt and pepper: the fraction "
+                                                  "of pixels changed.", low=0.05, high=1.0, step=0.05))
 
     @property
     def corruption(self) -> Noise:

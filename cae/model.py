@@ -35,6 +35,7 @@ class ModelConfig:
     activation: str = "tanh"  # after each hidden conv / transposed conv and the decoder's dense layer
 
     RANGES = {"code_size": (1, 256), "dropout": (0.0, 0.9)}  # class constant, not a field
+    KNOBS = ()  # a type's own settings beyond these, as pages offer them (cae.config.Knob); not a field
 
     def validate(self) -> "ModelConfig":
         """Return self, or raise ConfigError naming the first field that is out of range."""
@@ -56,6 +57,10 @@ class ConvAutoencoder(nn.Module):
 
     TERMS = {"reconstruction": "reconstruction"}  # the loss terms `objective` reports, in order, and their labels
     USES_TRAINER_LOSS = True  # the objective follows TrainConfig.loss (mse or bce)
+    # A type with an objective of its own (USES_TRAINER_LOSS False) names the per-pixel loss it uses, recorded in
+    # its TrainConfig, and says in words what it minimises (the Train page shows it in place of the loss choice).
+    OBJECTIVE_LOSS = "mse"
+    OBJECTIVE_TEXT = ""
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cae.config import check_range
+from cae.config import Knob, check_range
 from cae.model import FLAT, ConvAutoencoder, ModelConfig
 from cae.objective import Objective
 
@@ -27,6 +27,8 @@ class VariationalConfig(ModelConfig):
     beta: float = 1.0  # weight of the KL term; 1 is the true lower bound, larger trades detail for a tidier code
 
     RANGES = {**ModelConfig.RANGES, "beta": (0.0, 20.0)}
+    KNOBS = (Knob("beta", "Beta (weight of the KL term)", "1 trains the true lower bound. Larger: a tidier code, "
+                                                          "blurrier digits.", low=0.0, high=10.0, step=0.25),)
 
     def validate(self) -> "VariationalConfig":
         super().validate()
@@ -46,6 +48,8 @@ class VariationalAutoencoder(ConvAutoencoder):
     TERMS = {"reconstruction": "reconstruction", "kl": "beta x KL"}  # KL weighted: the terms add up to the total
     USES_TRAINER_LOSS = False  # its own objective: cross-entropy summed over the pixels, plus beta x KL
     OBJECTIVE_LOSS = "bce"
+    OBJECTIVE_TEXT = ("the negative ELBO, reconstruction (cross-entropy summed over the 784 pixels) plus beta x KL, "
+                      "in nats per digit")
 
     def __init__(self, config: VariationalConfig = VariationalConfig()):
         super().__init__(config)

@@ -13,9 +13,8 @@ from enum import StrEnum
 import streamlit as st
 
 from cae import checkpoint, figures, ui
-from cae.config import ConfigError
+from cae.config import ConfigError, Knob
 from cae.model import ACTIVATIONS, ModelConfig
-from cae.noise import KINDS as NOISE_KINDS
 from cae.registry import MODEL_TYPES, model_type
 from cae.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
 from cae.train_config import LOSSES, OPTIMIZERS, TrainConfig
@@ -49,9 +48,6 @@ class TrainKey(StrEnum):
     DROPOUT = "t_dropout"
     TIED = "t_tied"
     ACTIVATION = "t_act"
-    NOISE = "t_noise"
-    NOISE_AMOUNT = "t_noise_amount"
-    BETA = "t_beta"
     LOSS = "t_loss"
     OPTIMIZER = "t_opt"
     LEARNING_RATE = "t_lr"
@@ -64,25 +60,28 @@ class TrainKey(StrEnum):
     WAS_LIVE = "t_was_live"  # the page was drawn while a run was going: its end must redraw the page
 
 
+def knob_key(knob: Knob) -> str:
+    """The session-state key of a model type's own setting ("t_beta", "t_noise", ...)."""
+    return f"t_{knob.field}"
+
+
 def model_settings(disabled: bool) -> str:
     """The model type and its knobs; returns the type's name."""
     sticky, defaults = ui.sticky, ModelConfig()
     name = sticky(st.selectbox, "Model type", list(MODEL_TYPES), key=TrainKey.MODEL_TYPE, default="cae",
                   disabled=disabled, format_func=lambda n: MODEL_TYPES[n].title,
                   help=" ".join(f"{kind.title}: {kind.lesson}" for kind in MODEL_TYPES.values()))
-    kind_defaults = MODEL_TYPES[name].config_class()
+    config_class = MODEL_TYPES[name].config_class
     sticky(st.slider, "Code size", ModelConfig.RANGES["code_size"][0], 128, key=TrainKey.CODE,
            default=defaults.code_size, disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
-    if name == "dae":
-        sticky(st.selectbox, "Noise while training", list(NOISE_KINDS), key=TrainKey.NOISE,
-               default=kind_defaults.noise, disabled=disabled, help="; ".join(f"{k}: {v}" for k, v in NOISE_KINDS.items()))
-        sticky(st.slider, "Noise amount", 0.05, 1.0, step=0.05, key=TrainKey.NOISE_AMOUNT,
-               default=kind_defaults.noise_amount, disabled=disabled,
-               help="Gaussian: its sigma; masking and salt and pepper: the fraction of pixels changed.")
-    if name == "vae":
-        sticky(st.slider, "Beta (weight of the KL term)", 0.0, 10.0, step=0.25, key=TrainKey.BETA,
-               default=kind_defaults.beta, disabled=disabled,
-               help="1 trains the true lower bound. Larger: a tidier code, blurrier digits.")
+    for knob in config_class.KNOBS:  # the type's own settings (noise for a denoiser, beta for a VAE)
+        default = getattr(config_class(), knob.field)
+        if knob.choices:
+            sticky(st.selectbox, knob.label, list(knob.choices), key=knob_key(knob), default=default,
+                   disabled=disabled, help=knob.help)
+        else:
+            sticky(st.slider, knob.label, knob.low, knob.high, step=knob.step, key=knob_key(knob), default=default,
+                   disabled=disabled, help=knob.help)
     sticky(st.slider, "Dropout", 0.0, 0.9, step=0.05, key=TrainKey.DROPOUT, default=defaults.dropout, disabled=disabled,
            help="On the 512 features and on the code while training. The post used 0.5; it blurs.")
     sticky(st.toggle, "Tied weights", key=TrainKey.TIED, default=defaults.tied_weights, disabled=disabled,
@@ -94,9 +93,9 @@ def model_settings(disabled: bool) -> str:
 
 def training_settings(disabled: bool, type_name: str) -> None:
     sticky, defaults = ui.sticky, TrainConfig()
-    if not MODEL_TYPES[type_name].network_class.USES_TRAINER_LOSS:
-        st.caption("Objective: the negative ELBO, reconstruction (cross-entropy summed over the 784 pixels) plus "
-                   "beta x KL, in nats per digit.")
+    network_class = MODEL_TYPES[type_name].network_class
+    if not network_class.USES_TRAINER_LOSS:
+        st.caption(f"Objective: {network_class.OBJECTIVE_TEXT}.")
     else:
         sticky(st.selectbox, "Loss", list(LOSSES), key=TrainKey.LOSS, default=defaults.loss, disabled=disabled,
                format_func={"mse": "Mean squared error", "bce": "Binary cross-entropy"}.get,
@@ -119,7 +118,8 @@ def training_settings(disabled: bool, type_name: str) -> None:
 
 
 def settings(disabled: bool) -> None:
-    """The sidebar knobs; each range comes from the config dataclasses, which validate again on Start."""
+    """The sidebar knobs, within the ranges the config dataclasses allow (which validate again on Start); some
+    sliders stop short of those ranges (code 128 of 256, 50 epochs of 500) to stay easy to set."""
     with st.sidebar:
         st.header("Training settings")
         type_name = model_settings(disabled)
@@ -133,10 +133,7 @@ def chosen_configs():
     kind = model_type(values[TrainKey.MODEL_TYPE])
     model_fields = dict(code_size=int(values[TrainKey.CODE]), dropout=float(values[TrainKey.DROPOUT]),
                         tied_weights=bool(values[TrainKey.TIED]), activation=values[TrainKey.ACTIVATION])
-    if kind.name == "dae":
-        model_fields.update(noise=values[TrainKey.NOISE], noise_amount=float(values[TrainKey.NOISE_AMOUNT]))
-    if kind.name == "vae":
-        model_fields.update(beta=float(values[TrainKey.BETA]))
+    model_fields.update({knob.field: knob.value(values[knob_key(knob)]) for knob in kind.config_class.KNOBS})
     loss = values.get(TrainKey.LOSS, "mse")  # a type with its own objective records the loss it uses (Trainer)
     train_config = TrainConfig(epochs=int(values[TrainKey.EPOCHS]), batch_size=int(values[TrainKey.BATCH]),
                                learning_rate=float(values[TrainKey.LEARNING_RATE]),

@@ -4,6 +4,7 @@ import base64
 import json
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -11,6 +12,9 @@ from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from cae import checkpoint, ui
+from cae.config import Knob
+from cae.model import ConvAutoencoder, ModelConfig
+from cae.registry import MODEL_TYPES, ModelType
 from cae.training import RunState, StopReason
 from tests.conftest import ROOT
 
@@ -301,3 +305,32 @@ def test_the_denoising_type_offers_its_noise_knobs_and_trains_with_them(page):
     wait_for(page, lambda at: runner(at).trainer.step_count > 0)
     config = runner(page).trainer.model_config
     assert (type(config).__name__, config.noise, config.noise_amount) == ("DenoisingConfig", "mask", 0.3)
+
+
+@dataclass(frozen=True)
+class SmoothedConfig(ModelConfig):
+    """A made-up fourth type: the page must offer its own setting from KNOBS, without naming the type."""
+
+    smoothing: float = 0.1
+
+    KNOBS = (Knob("smoothing", "Smoothing", "A setting only this type has.", low=0.0, high=0.5, step=0.1),)
+
+
+class SmoothedAutoencoder(ConvAutoencoder):
+    pass
+
+
+def test_a_new_type_in_the_registry_gets_its_own_knob_on_the_page_and_in_its_run(page, monkeypatch):
+    monkeypatch.setitem(MODEL_TYPES, "smooth", ModelType("smooth", "Smoothed autoencoder", "A test type.",
+                                                         SmoothedConfig, SmoothedAutoencoder))
+    page.run()
+    page.session_state["t_type"] = "smooth"
+    page.run()
+    assert page.slider(key="t_smoothing").label == "Smoothing" and page.slider(key="t_smoothing").value == 0.1
+    assert not page.get("slider") or all(s.key != "t_beta" for s in page.slider)  # no other type's knobs
+    page.session_state["t_smoothing"] = 0.3
+    page.session_state["t_epochs"] = 50
+    page.button(key="t_start").click().run()
+    assert not page.exception
+    assert type(runner(page).trainer.model_config) is SmoothedConfig
+    assert runner(page).trainer.model_config.smoothing == 0.3

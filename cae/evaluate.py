@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     task.add_argument("--sample", nargs=2, metavar=("N", "OUT.npy"), help="N digits from a variational prior")
     parser.add_argument("--dry-run", action="store_true", help=f"score the first {DRY_RUN_DIGITS} digits only")
     args = parser.parse_args(argv)
+    if (args.sample or args.reconstruct) and (args.noise or args.dry_run):
+        parser.error("--noise and --dry-run go with scoring, not with --reconstruct or --sample")  # exit status 2
     try:
         ckpt = checkpoint.load(args.checkpoint)
         if args.sample:

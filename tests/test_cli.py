@@ -93,5 +93,7 @@ def test_type_specific_mistakes_get_one_clear_line(mnist_dir, tmp_path):
     assert done.returncode == 2 and "--beta does not apply to --model-type cae" in done.stderr
     done = cli("cae.evaluate", "--sample", "4", str(tmp_path / "s.npy"), env_dir=mnist_dir)
     assert done.returncode == 1 and "cannot sample new digits" in done.stderr and not (tmp_path / "s.npy").exists()
+    done = cli("cae.evaluate", "--sample", "4", str(tmp_path / "s.npy"), "--noise", "gaussian:0.5", env_dir=mnist_dir)
+    assert done.returncode == 2 and "not with --reconstruct or --sample" in done.stderr
     done = cli("cae.evaluate", "--dry-run", "--noise", "blur:0.5", env_dir=mnist_dir)
     assert done.returncode == 1 and "noise must be one of" in done.stderr

@@ -23,7 +23,7 @@ SLIDER_PERCENTILES = (1.0, 99.0)  # a code slider spans this spread of the valid
 PLANE_PERCENTILES = (0.5, 99.5)  # the manifold grid covers the plane where the digits are
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
+def read_only(array: np.ndarray) -> np.ndarray:
     """Maps and codes are shared by every visitor (st.cache_resource): make writing to them an error."""
     array.setflags(write=False)
     return array
@@ -91,14 +91,14 @@ def fit_pca(codes: np.ndarray) -> LinearMap:
     size = codes.shape[1]
     if size <= 2:
         axes = np.eye(size, 2)  # a 1-number code lies on the x axis
-        return LinearMap("plane", _read_only(codes @ axes).astype(np.float32), np.zeros(size), axes, 1.0)
+        return LinearMap("plane", read_only(codes @ axes).astype(np.float32), np.zeros(size), axes, 1.0)
     mean = codes.mean(0)
     _, singular, rows = np.linalg.svd(codes - mean, full_matrices=False)
     axes = rows[:2].T  # (D, 2)
     axes *= np.sign(axes[np.abs(axes).argmax(0), [0, 1]])  # largest loading of each axis positive
     kept = float((singular[:2] ** 2).sum() / (singular ** 2).sum())
     coords = ((codes - mean) @ axes).astype(np.float32)
-    return LinearMap("pca", _read_only(coords), mean, axes, kept)
+    return LinearMap("pca", read_only(coords), mean, axes, kept)
 
 
 def nearest(reference: np.ndarray, code: np.ndarray, count: int = 8, *,

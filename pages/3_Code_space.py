@@ -54,7 +54,7 @@ def shared_codes(fingerprint: str, _model: nn.Module) -> np.ndarray:
     images = ui.shared_data().val_images
     shipped = shipped_checkpoints().get(fingerprint)
     codes = shipped_codes(Path(shipped), len(images), _model.config.code_size) if shipped else None
-    return latent._read_only(latent.encode_images(_model, images) if codes is None else codes)
+    return latent.read_only(latent.encode_images(_model, images) if codes is None else codes)
 
 
 def shipped_codes(checkpoint_path: Path, count: int, size: int) -> np.ndarray | None:
@@ -71,12 +71,12 @@ def shared_pca(fingerprint: str, _codes: np.ndarray) -> latent.LinearMap:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def shared_ranges(fingerprint: str, _codes: np.ndarray) -> np.ndarray:
-    return latent._read_only(latent.code_ranges(_codes))
+    return latent.read_only(latent.code_ranges(_codes))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Decoding the plane ...")
 def shared_manifold(fingerprint: str, _model: nn.Module, extent: tuple) -> np.ndarray:
-    return latent._read_only(latent.manifold(_model, np.asarray(extent), MANIFOLD_SIZE))
+    return latent.read_only(latent.manifold(_model, np.asarray(extent), MANIFOLD_SIZE))
 
 
 @st.cache_resource

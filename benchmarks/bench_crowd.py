@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cae.data import data_dir, load_mnist  # noqa: E402
-from tests.browser import WATCH_RECONSTRUCTION, button, canvas_box, chromium, draw, streamlit_server  # noqa: E402
+from tests.browser import (WATCH_RECONSTRUCTION, button, canvas_box, chromium_browsers, draw,  # noqa: E402
+                           streamlit_server)
 
 STROKES = [[(0.5, 0.15), (0.5, 0.85)], [(0.3, 0.2), (0.7, 0.2), (0.45, 0.85)], [(0.3, 0.5), (0.7, 0.5)]]
 PERIOD = 2.0  # seconds between two strokes of one visitor
@@ -40,12 +41,13 @@ def main() -> None:
     print(f"data: {load_mnist().describe()}")
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(streamlit_server(data_dir().resolve()))
-        trainer_page = stack.enter_context(chromium()).new_page()
+        trainer_browser, *drawer_browsers = stack.enter_context(chromium_browsers(1 + args.visitors))
+        trainer_page = trainer_browser.new_page()
         trainer_page.goto(f"{server.url}/Train")
         button(trainer_page, "Start").wait_for(timeout=120_000)
         drawers = []
-        for _ in range(args.visitors):  # a browser each: one person each, none a background tab
-            page = stack.enter_context(chromium()).new_page()
+        for browser in drawer_browsers:  # a browser each: one person each, none a background tab
+            page = browser.new_page()
             page.add_init_script(WATCH_RECONSTRUCTION)
             page.goto(server.url)
             page.get_by_text("Draw a digit on the black square").wait_for(timeout=120_000)

@@ -56,9 +56,9 @@ class TrainingRunner:
 
     `snapshot()` never waits: the thread publishes a fresh copy of the run at most every `publish_seconds`, between
     steps, and when it pauses, waits or ends. (A page that waited for the step in flight, the epoch's validation
-    included, left the live view dimmed as stale half of the time.) Reconstructions of `preview_images` are made by
-    the thread itself, at most every `preview_seconds`: torch work from a second thread would start a second OpenMP
-    team on the same cores (measured: ~10% of training speed).
+    included, left the live view dimmed as stale half of the time.) The filters and reconstructions of
+    `preview_images` are made by the thread itself, at most every `preview_seconds`: torch work from a second thread
+    would start a second OpenMP team on the same cores (measured: ~10% of training speed).
     To read or change the trainer itself, do it inside `reading()`: the thread holds the lock for each step, and
     lets waiting readers in before its next one (a plain Lock is not fair: a reader waited 8 s while the thread
     re-took it step after step next to a busy Python thread).
@@ -78,6 +78,7 @@ class TrainingRunner:
         self.owner_alive = owner_alive
         self.orphan_seconds = orphan_seconds
         self._previews: np.ndarray | None = None
+        self._filters: dict[str, np.ndarray] | None = None
         self._previews_at = -math.inf
         self._published: RunSnapshot | None = None  # the thread's latest copy; read-only for everyone
         self._published_at = -math.inf
@@ -146,10 +147,15 @@ class TrainingRunner:
             self._thread.join(timeout)
 
     def _refresh_previews(self, *, force: bool = False) -> None:
-        """Under the lock: reconstruct the preview digits if they are due."""
+        """Under the lock: the filters and the preview digits' reconstructions, if they are due.
+
+        Both change slowly; publishing them less often than the loss lets the live view leave their figures as
+        they are in between (the browser redraws only what changed, and each redraw takes CPU from training)."""
         now = time.perf_counter()
-        if self.preview_images is not None and (force or now - self._previews_at >= self.preview_seconds):
-            self._previews = reconstruct(self.trainer.model, self.preview_images)
+        if force or self._filters is None or now - self._previews_at >= self.preview_seconds:
+            self._filters = self.trainer.filters()
+            if self.preview_images is not None:
+                self._previews = reconstruct(self.trainer.model, self.preview_images)
             self._previews_at = now
 
     @contextmanager
@@ -173,7 +179,7 @@ class TrainingRunner:
         trainer = self.trainer
         self._published = RunSnapshot(
             state=self.state, step=trainer.step_count, total_steps=trainer.total_steps,
-            steps_per_epoch=trainer.steps_per_epoch, history=trainer.history.copy(), filters=trainer.filters(),
+            steps_per_epoch=trainer.steps_per_epoch, history=trainer.history.copy(), filters=self._filters,
             stop_reason=trainer.stop_reason, stop_message=trainer.stop_message, error=self.error,
             previews=self._previews)
         self._published_at = now

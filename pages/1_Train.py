@@ -33,7 +33,10 @@ DEFAULT_EPOCHS = 4
 DEFAULT_SUBSET = 5000
 VALIDATION_DIGITS = 2000  # each epoch's validation; the finished model is scored on every validation digit
 PREVIEW_DIGITS = 8
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 1.0  # the progress and the loss chart
+# The filters and the reconstructions change slowly: new ones every few seconds spare the browser redrawing them
+# every second (its drawing takes CPU from the trainer on the same cores).
+SLOW_PARTS_SECONDS = 3.0
 # The live view is replaced every second. Without this its elements fade while the fragment reruns and the progress
 # bar slides: animation frames the browser draws in software, CPU taken from the trainer (about 0.05 of a core).
 STILL_LIVE_VIEW = ("<style>.st-key-live, .st-key-live * {transition: none !important; animation: none !important}"
@@ -153,7 +156,7 @@ def start() -> None:
         st.session_state[TrainKey.MESSAGE] = f"Not started: {error}"
         return
     runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
-                            preview_seconds=REFRESH_SECONDS, queue=ui.run_queue(),
+                            preview_seconds=SLOW_PARTS_SECONDS, queue=ui.run_queue(),
                             owner_alive=ui.session_alive_check())
     st.session_state[Key.RUNNER] = runner
     st.session_state[Key.RUN_COUNT] = st.session_state.get(Key.RUN_COUNT, 0) + 1

@@ -80,15 +80,27 @@ def streamlit_server(data_dir: Path, *, env: dict[str, str] | None = None) -> It
 
 @contextlib.contextmanager
 def chromium() -> Iterator[object]:
+    with chromium_browsers(1) as (context,):
+        yield context
+
+
+@contextlib.contextmanager
+def chromium_browsers(count: int) -> Iterator[list]:
+    """`count` separate Chromium browsers (a profile each: separate people), from one Playwright driver (a second
+    driver in the same thread is refused)."""
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                       args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
-        try:
-            yield context
-        finally:
-            context.close()
+    with contextlib.ExitStack() as stack:
+        driver = stack.enter_context(sync_playwright())
+        contexts = []
+        for _ in range(count):
+            profile = stack.enter_context(tempfile.TemporaryDirectory(prefix="chromium-"))
+            context = driver.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                viewport={"width": 1400, "height": 1000})
+            stack.callback(context.close)
+            contexts.append(context)
+        yield contexts
 
 
 def button(page, name: str):

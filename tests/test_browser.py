@@ -56,8 +56,11 @@ def test_train_stop_and_use_the_model_on_the_home_page(page):
     first = loss_points(page)
     wait_for_plot(page, "Loss", min_points=first, timeout=30_000)  # the curve grows while we watch
     screenshot(page, "training.png")
-    charts = plot_counts(page)  # each update mounts a new chart: plotted once, not again after mounting
-    assert sum("Loss" in c["title"] for c in charts) >= 2 and sum("filters" in c["title"] for c in charts) >= 2
+    # Each update mounts a new chart, plotted once, not again after mounting. The filters are new every 3 s (the
+    # loss every second): wait, with a deadline, until each has been updated at least once.
+    page.wait_for_function("""() => ['Loss', 'filters'].every(part =>
+        window.__caePlots.filter(c => c.title.includes(part)).length >= 2)""", timeout=60_000)
+    charts = plot_counts(page)
     assert all(c["plots"] == 1 for c in charts), charts
     button(page, "Stop").click()
     page.get_by_text("The model of this run is in the sidebar").wait_for(timeout=60_000)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cae.metrics import as_batch
+from cae.metrics import EVAL_BATCH, as_batch
 
 SLIDER_PERCENTILES = (1.0, 99.0)  # a code slider spans this spread of the validation codes' number
 PLANE_PERCENTILES = (0.5, 99.5)  # the manifold grid covers the plane where the digits are
@@ -48,7 +48,7 @@ def _check_eval(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def encode_images(model: nn.Module, images: np.ndarray | torch.Tensor, *, batch_size: int = 1000) -> np.ndarray:
+def encode_images(model: nn.Module, images: np.ndarray | torch.Tensor, *, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """(N, 28, 28) images (uint8, or float in [0, 1]) -> (N, code_size) float32 codes; the model is only read."""
     _check_eval(model)
     parts = [model.encode(as_batch(images[start:start + batch_size])).numpy()
@@ -57,7 +57,7 @@ def encode_images(model: nn.Module, images: np.ndarray | torch.Tensor, *, batch_
 
 
 @torch.no_grad()
-def decode_codes(model: nn.Module, codes: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+def decode_codes(model: nn.Module, codes: np.ndarray, *, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """(N, code_size) codes -> (N, 28, 28) float32 images in [0, 1]."""
     _check_eval(model)
     codes = np.asarray(codes, np.float32).reshape(-1, model.config.code_size)

@@ -117,7 +117,8 @@ def training_settings(disabled: bool, type_name: str) -> None:
            disabled=disabled, format_func=lambda v: "all" if v == 0 else f"{v:,}",
            help="A random subset (seeded); small ones make fast demos.")
     sticky(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key=TrainKey.SEED, default=defaults.seed,
-           disabled=disabled, help="Same seed and settings, same run.")
+           disabled=disabled, help="Same seed and settings, same run (with dropout 0: dropout draws from a random "
+                                   "source that other runs on the server share).")
 
 
 def settings(disabled: bool) -> None:

@@ -72,6 +72,17 @@ def _dilate(ink: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
+def _ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Where the ink is: pixels at least INK_LEVEL of the brightest."""
+    return ink >= INK_LEVEL * max(float(ink.max()), 1e-6)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of a non-empty mask, bottom and right exclusive."""
+    rows, cols = np.nonzero(mask)
+    return rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+
+
 def _shrink(ink: np.ndarray, longest: int) -> np.ndarray:
     """Scale ink so that its longer side is `longest` pixels, aspect kept, with area averaging."""
     scale = longest / max(ink.shape)
@@ -106,18 +117,16 @@ def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
 def to_model_input(image: np.ndarray) -> np.ndarray | None:
     """A canvas RGBA array or an uploaded picture -> 28x28 float32 in [0, 1] as MNIST made it; None if no digit."""
     ink = ink_of(image)
-    mask = ink >= INK_LEVEL * max(float(ink.max()), 1e-6)
+    mask = _ink_mask(ink)
     if ink.max() < 0.1 or is_speck(mask):
         return None
-    rows, cols = np.nonzero(mask)
-    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    top, bottom, left, right = _bounding_box(mask)
     # 0. a photo's ink box is shrunk to the canvas's size first: thickening costs radius^2 passes over the box, which
     #    for a 2,000-pixel digit with a thin pen would take minutes; at this size it takes milliseconds
     if max(bottom - top, right - left) > WORK_SIDE:
         ink = _shrink(ink[top:bottom, left:right], WORK_SIDE)
-        mask = ink >= INK_LEVEL * max(float(ink.max()), 1e-6)
-        rows, cols = np.nonzero(mask)
-        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        mask = _ink_mask(ink)
+        top, bottom, left, right = _bounding_box(mask)
     # 1. thicken strokes much thinner than MNIST's, measured against the bounding box they will be scaled with
     longest = max(bottom - top, right - left)
     missing = STROKE * longest - _stroke_width(mask[top:bottom, left:right])

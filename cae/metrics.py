@@ -109,7 +109,7 @@ def pca_mse(train_images: torch.Tensor, test_images: torch.Tensor, components: i
 
 
 def denoising_psnr(model: nn.Module, images: torch.Tensor | np.ndarray, noise, *, seed: int = 0,
-                   batch_size: int = 1000) -> tuple[float, float]:
+                   batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """(PSNR of the noisy digits, PSNR of the model's output from them), both against the clean digits, in dB.
 
     `noise` is a cae.noise.Noise; its seeded draw is the same for every model, so models compare on equal terms.
@@ -128,7 +128,7 @@ def denoising_psnr(model: nn.Module, images: torch.Tensor | np.ndarray, noise, *
 
 
 def test_elbo_nats(model: nn.Module, images: torch.Tensor | np.ndarray, *, seed: int = 0,
-                   batch_size: int = 1000) -> float:
+                   batch_size: int = EVAL_BATCH) -> float:
     """A variational model's negative ELBO in nats per digit (one seeded sample of the code per digit)."""
     generator = torch.Generator().manual_seed(seed)
     total = 0.0

@@ -77,8 +77,9 @@ def model_settings(disabled: bool) -> str:
     config_class = MODEL_TYPES[name].config_class
     sticky(st.slider, "Code size", ModelConfig.RANGES["code_size"][0], 128, key=TrainKey.CODE,
            default=defaults.code_size, disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
+    type_defaults = config_class()
     for knob in config_class.KNOBS:  # the type's own settings (noise for a denoiser, beta for a VAE)
-        default = getattr(config_class(), knob.field)
+        default = getattr(type_defaults, knob.field)
         if knob.choices:
             sticky(st.selectbox, knob.label, list(knob.choices), key=knob_key(knob), default=default,
                    disabled=disabled, help=knob.help)

@@ -93,6 +93,7 @@ class TrainingRunner:
         self._start_lock = threading.Lock()
         self._has_place = queue is None
         self._waiting = False
+        self._parked = False  # the thread is in _wait_paused: no step in flight
         self._owner_checked_at = -math.inf
         self._owner_gone_since: float | None = None
         self._wall = 0.0  # seconds of running, counted by the thread; pauses and waits excluded
@@ -100,7 +101,8 @@ class TrainingRunner:
     @property
     def state(self) -> RunState:
         """The run's state; the last step's validation counts as running (a page that saw "finished" earlier
-        would look for a model still in use)."""
+        would look for a model still in use), and so does the step in flight when Pause is pressed: a run is
+        paused once its thread has stopped taking steps."""
         if self.error:
             return RunState.FAILED
         if self._thread is None:
@@ -108,7 +110,7 @@ class TrainingRunner:
         if self.alive:
             if self._waiting:
                 return RunState.WAITING
-            return RunState.RUNNING if self._running.is_set() else RunState.PAUSED
+            return RunState.PAUSED if self._parked else RunState.RUNNING
         return RunState.STOPPED if self.trainer.stop_reason else RunState.FINISHED
 
     @property
@@ -131,6 +133,12 @@ class TrainingRunner:
             self._thread = threading.Thread(target=self._loop, name="cae-trainer", daemon=True)
             self._thread.start()
             return True
+
+    @property
+    def pause_requested(self) -> bool:
+        """Pause was pressed (and not Resume since): true at once, while `state` says paused only once the thread
+        has finished the step in flight."""
+        return not self._running.is_set()
 
     def pause(self) -> None:
         self._running.clear()
@@ -225,10 +233,14 @@ class TrainingRunner:
     def _wait_paused(self) -> None:
         """Paused: the place goes back to the queue; wake for resume, stop, or a check on the owner."""
         self._give_back_place()
-        with self._lock:
-            self._publish(force=True)  # the page shows where it paused
-        while not self._running.wait(OWNER_CHECK_SECONDS) and not self._owner_gone():
-            pass
+        self._parked = True
+        try:
+            with self._lock:
+                self._publish(force=True)  # the page shows where it paused
+            while not self._running.wait(OWNER_CHECK_SECONDS) and not self._owner_gone():
+                pass
+        finally:
+            self._parked = False
 
     def _wait_for_place(self) -> None:
         self._waiting = True

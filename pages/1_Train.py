@@ -168,7 +168,7 @@ def start() -> None:
 
 def pause_or_resume() -> None:
     runner: TrainingRunner = st.session_state[Key.RUNNER]
-    if runner.state is RunState.PAUSED:
+    if runner.pause_requested:  # not the state: a second click during the step in flight must still resume
         runner.resume()
     else:
         runner.pause()

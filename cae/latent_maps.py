@@ -9,7 +9,8 @@ median, 250 steps against the fixed map), with the repulsion from the map's poin
 needs no FFT grid, and openTSNE's grid over the whole map took seconds per point here.
 
 `MapJobs` makes each model's map once per server, in a child process followed by a thread, so no visitor's
-page waits for it (see fit_in_child).
+page waits for it (see fit_in_child); a few at a time, so that a class asking for maps of their own models at once
+does not start a process per visitor on a machine with two cores.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ EXAGGERATION_STEPS = 125
 PLAIN_STEPS = 250
 REPORT_EVERY = 25  # steps between progress reports (each also publishes the map so far)
 CHILD_NICENESS = 5  # the map's process gives way to the server's pages (10 starved it on a busy machine)
+WAITING = "waiting for another model's map to finish (the server makes a few at a time)"
 NEIGHBOURS_SHARE = 0.1  # of the progress bar: the neighbour search before the first step
 
 
@@ -208,17 +210,23 @@ class MapJob:
 
 
 class MapJobs:
-    """The server's map jobs by model fingerprint: each map made at most once, never twice at once.
+    """The server's map jobs by model fingerprint: each map made at most once, never twice at once, and at most
+    `at_once` maps at a time (the others wait, their stage says so).
 
     One instance per server (the page keeps it in st.cache_resource); a thread follows each job. Finished maps are
     read-only and shared; a failed job is started again by the next visitor who asks.
     """
 
-    def __init__(self, fit: Callable[[np.ndarray, Progress], TsneMap] | None = None, *, keep: int = 16):
+    def __init__(self, fit: Callable[[np.ndarray, Progress], TsneMap] | None = None, *, keep: int = 16,
+                 at_once: int | None = None):
         self._fit = fit  # None: fit_in_child, looked up when a job starts
         self._keep = keep  # finished maps kept; each is N x (D + 2) numbers
         self._lock = threading.Lock()
         self._jobs: dict[str, MapJob] = {}
+        # Each job's process uses 2 threads: half the cores' worth of jobs fill the machine; more would only slow
+        # every job (and every page) down. The others wait their turn.
+        self.at_once = at_once or max(1, (os.cpu_count() or 2) // 2)
+        self._places = threading.Semaphore(self.at_once)
 
     def get(self, fingerprint: str) -> MapJob | None:
         with self._lock:
@@ -243,12 +251,19 @@ class MapJobs:
             return job
 
     def _run(self, job: MapJob, codes: np.ndarray) -> None:
+        if not self._places.acquire(blocking=False):
+            job.progress.stage = WAITING
+            self._places.acquire()
+            job.progress.stage = "starting"
+        job.started = time.perf_counter()  # the seconds shown are the making, not the wait
         try:
             result = (self._fit or fit_in_child)(codes, job.progress)
         except Exception as error:  # noqa: BLE001  (shown on the page; the next visitor may try again)
             job.seconds = time.perf_counter() - job.started
             job.error = f"{type(error).__name__}: {error}"
             return
+        finally:
+            self._places.release()
         job.seconds = time.perf_counter() - job.started  # first: a page that sees the result reads the seconds
         job.result = result
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cae import checkpoint, latent
+import cae.latent_maps
 from cae.latent_maps import MapJobs, TsneMap, fit_tsne, load_shipped_map
 from cae.model import ConvAutoencoder, ModelConfig
 
@@ -142,6 +143,32 @@ def test_map_jobs_make_each_map_once_even_when_asked_at_once():
         time.sleep(0.02)
     assert started[0].result is not None and calls == [300]
     assert jobs.start("model-a", codes) is started[0]
+
+
+def test_jobs_beyond_the_limit_wait_their_turn_and_say_so():
+    release, calls = threading.Event(), []
+
+    def slow_fit(codes, progress):
+        calls.append(progress)
+        release.wait(10)
+        return TsneMap(codes[:, :2].copy(), codes)
+
+    jobs, codes = MapJobs(slow_fit, at_once=1), blobs()[0]
+    first = jobs.start("model-a", codes)
+    deadline = time.time() + 10
+    while len(calls) < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    second = jobs.start("model-b", codes)
+    while second.progress.stage != cae.latent_maps.WAITING and time.time() < deadline:
+        time.sleep(0.02)
+    assert second.progress.stage == cae.latent_maps.WAITING
+    time.sleep(0.3)  # the second job's fit must not have started while the first holds the only place
+    assert calls == [first.progress] and not second.finished
+    release.set()
+    while not (first.finished and second.finished) and time.time() < deadline:
+        time.sleep(0.02)
+    assert first.result is not None and second.result is not None
+    assert calls == [first.progress, second.progress]
 
 
 def test_a_failed_job_says_why_and_is_tried_again():

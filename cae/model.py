@@ -27,6 +27,23 @@ KERNEL = 5  # 5x5 kernels: 28 -> 24 -> (pool) 12 -> 8 -> (pool) 4
 FLAT = CHANNELS * 4 * 4  # 512 numbers between the convolutions and the code
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout that draws its masks from a torch.Generator of its own once given one (draw_dropout_from).
+
+    torch's dropout draws from the process-wide generator, which every visitor's run and page shares: a run beside
+    another (or a page drawing anything random) would change its masks, and the same seed would not give the same
+    run. The masks are those of nn.Dropout: keep with probability 1 - p, scale the kept by 1 / (1 - p).
+    """
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.generator is None or not self.training or self.p == 0:
+            return super().forward(x)
+        keep = torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator)
+        return x * keep / (1 - self.p)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     code_size: int = 32  # numbers in the code between encoder and decoder
@@ -70,7 +87,7 @@ class ConvAutoencoder(nn.Module):
         self.conv2 = nn.Conv2d(CHANNELS, CHANNELS, KERNEL)  # weight (32, 32, 5, 5)
         self.encode_dense = nn.Linear(FLAT, config.code_size)
         self.decode_dense = nn.Linear(config.code_size, FLAT)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         # A transposed conv's bias belongs to its own output channels, so it is never shared.
         self.deconv2_bias = nn.Parameter(torch.zeros(CHANNELS))
         self.deconv1_bias = nn.Parameter(torch.zeros(1))
@@ -141,6 +158,10 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)
+
+    def draw_dropout_from(self, generator: torch.Generator) -> None:
+        """Dropout masks come from `generator` from now on: a trainer's own, so its seed decides them (Dropout)."""
+        self.dropout.generator = generator
 
     def objective(self, x: torch.Tensor, *, loss: str = "mse",
                   generator: torch.Generator | None = None) -> Objective:

@@ -95,6 +95,7 @@ class Trainer:
             self.config = replace(self.config, loss=self.model.OBJECTIVE_LOSS)
         self.generator = torch.Generator().manual_seed(train_config.seed)  # subset and shuffles
         self.noise_generator = torch.Generator(self.device).manual_seed(train_config.seed + 1)  # the objective's
+        self.model.draw_dropout_from(self.noise_generator)  # not torch's global one, which other runs share
         train = data.train_images
         if 0 < train_config.train_subset < len(train):
             train = train[torch.randperm(len(train), generator=self.generator)[:train_config.train_subset]]

@@ -118,8 +118,8 @@ def training_settings(disabled: bool, type_name: str) -> None:
            disabled=disabled, format_func=lambda v: "all" if v == 0 else f"{v:,}",
            help="A random subset (seeded); small ones make fast demos.")
     sticky(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key=TrainKey.SEED, default=defaults.seed,
-           disabled=disabled, help="Same seed and settings, same run (with dropout 0: dropout draws from a random "
-                                   "source that other runs on the server share).")
+           disabled=disabled, help="Same seed and settings, same run: the initial weights, the digits' order, "
+                                   "the dropout masks and the noise all come from it.")
 
 
 def settings(disabled: bool) -> None:

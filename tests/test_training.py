@@ -11,6 +11,7 @@ import torch
 
 from cae.config import ConfigError
 from cae.metrics import reconstruct
+from cae import model as model_module
 from cae.model import ModelConfig
 from cae.run_queue import RunQueue
 from cae.runner import TrainingRunner
@@ -54,6 +55,34 @@ def test_same_seed_same_run_other_seed_other_run(mnist):
     a, b, c = (run(trainer(mnist, seed=s), 4) for s in (3, 3, 4))
     assert a == b
     assert a != c
+
+
+def test_a_run_with_dropout_is_repeatable_even_when_others_draw_from_torchs_generator(mnist):
+    """Dropout draws its masks from the trainer's own generator: another run's draws (here torch.rand between
+    steps, as a run beside it would make) change nothing."""
+    def dropout_run(disturb: bool) -> list[float]:
+        t = trainer(mnist, ModelConfig(dropout=0.5), seed=3)
+        assert t.model.dropout.generator is t.noise_generator
+        losses = []
+        for _ in range(4):
+            if disturb:
+                torch.rand(1000)
+            losses.append(t.step().loss)
+        return losses
+
+    quiet, disturbed = dropout_run(False), dropout_run(True)
+    assert quiet == disturbed
+    assert quiet != run(trainer(mnist, ModelConfig(dropout=0.0), seed=3), 4)  # the masks did change the losses
+
+
+def test_dropout_with_a_generator_keeps_nn_dropouts_masks_and_scale():
+    dropout = model_module.Dropout(0.25).train()
+    dropout.generator = torch.Generator().manual_seed(0)
+    out = dropout(torch.ones(200_000))
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.75))
+    assert torch.equal(dropout.eval()(torch.ones(5)), torch.ones(5))  # no dropout when not training
 
 
 @pytest.mark.parametrize("settings", [{"optimizer": "sgd", "learning_rate": 0.1}, {"loss": "bce"},

@@ -101,8 +101,11 @@ class Trainer:
             train = train[torch.randperm(len(train), generator=self.generator)[:train_config.train_subset]]
         self.train_images = train.to(self.device)  # uint8, converted batch by batch
         # Each epoch's check: all validation digits, or the first val_subset (a short run on the page validates
-        # several times; the page scores its final model on every validation digit afterwards).
+        # several times). The last epoch's check is over every validation digit: with the final weights, it is the
+        # finished run's score (final_mse), which the page then shows without scoring the model a second time.
         self.val_images = data.val_images[:train_config.val_subset or None].to(self.device)
+        self.all_val_images = data.val_images.to(self.device) if train_config.val_subset else self.val_images
+        self.final_mse: float | None = None
         self.steps_per_epoch = math.ceil(len(train) / train_config.batch_size)
         self.total_steps = self.steps_per_epoch * train_config.epochs
         self.optimizer = self._make_optimizer()
@@ -159,7 +162,9 @@ class Trainer:
         self._count_speed(time.perf_counter() - start, len(x))
         val = None
         if self.step_count % self.steps_per_epoch == 0:  # 6. validation at the end of each epoch
-            val = self.validate()
+            last = self.step_count == self.total_steps
+            val = self.validate(self.all_val_images if last else self.val_images)
+            self.final_mse = val if last else None
             self.history.val_step.append(self.step_count)
             self.history.val_mse.append(val)
         return StepResult(self.step_count, (self.step_count - 1) // self.steps_per_epoch, value, val_mse=val,
@@ -185,9 +190,10 @@ class Trainer:
                   f"last gave a finite loss were put back. Try a smaller learning rate.")
         return StepResult(self.step_count, self.epoch, value, stop_reason=self.stop_reason)
 
-    def validate(self) -> float:
-        """MSE per pixel on the validation digits; stops the run if the model has collapsed (see COLLAPSE_SPREAD)."""
-        stats = reconstruction_stats(self.model, self.val_images)
+    def validate(self, images: torch.Tensor | None = None) -> float:
+        """MSE per pixel on the validation digits (this epoch's check: val_images unless given); stops the run if
+        the model has collapsed (see COLLAPSE_SPREAD)."""
+        stats = reconstruction_stats(self.model, self.val_images if images is None else images)
         if self.step_count >= COLLAPSE_MIN_STEPS and stats.spread_ratio < COLLAPSE_SPREAD:
             self.stop(StopReason.COLLAPSED,
                       f"after {self.step_count} steps the model gives nearly the same picture for every digit (its "
@@ -203,7 +209,7 @@ class Trainer:
 
     def release(self) -> None:
         """Drop the training data copy and the optimizer's state once nobody will train this model again."""
-        self.train_images = self.val_images = None
+        self.train_images = self.val_images = self.all_val_images = None
         self.optimizer.state.clear()
         self._last_good = []
 

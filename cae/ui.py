@@ -175,6 +175,7 @@ def collect_finished_run() -> None:
         if trainer.step_count == 0:
             return  # stopped before the first step: nothing was learned
         ckpt = trainer.checkpoint()
+        final_mse = trainer.final_mse  # a run that went to its end scored its final weights on every digit
         # None once a run whose tab went away has freed its data; its model is kept all the same
         train_images = None if trainer.train_images is None else trainer.train_images.cpu()
     data = shared_data()
@@ -186,7 +187,8 @@ def collect_finished_run() -> None:
         ckpt.metrics["pca_mse"] = pca_mse(train_images, data.val_images, components)
     else:
         ckpt.metrics["pca_mse"] = None  # its training digits are gone: PCA cannot be fitted on the same ones
-    ckpt.metrics["test_mse"] = model_mse(ckpt.build_model(), data.val_images)  # the final weights, not the last epoch's
+    # The final weights, not the last epoch's check (a run stopped early) unless that check was made with them.
+    ckpt.metrics["test_mse"] = final_mse if final_mse is not None else model_mse(ckpt.build_model(), data.val_images)
     ckpt.metrics["evaluated_on"] = f"{len(data.val_images):,} {data.val_name} digits"
     ckpt.metrics["wall_seconds"] = runner.wall_seconds
     label = add_session_model(finished_run_label(runner), ckpt)

@@ -111,9 +111,15 @@ def test_start_then_the_loss_chart_gains_points_and_filters_are_drawn(page):
     wait_for(page, lambda at: at.success)
 
 
-def test_a_short_run_finishes_and_its_model_joins_the_choice_with_pca_beside_it(page):
+def test_a_short_run_finishes_and_its_model_joins_the_choice_with_pca_beside_it(page, monkeypatch):
+    scored_again = []
+    monkeypatch.setattr(ui, "model_mse", lambda *args, **kwargs: scored_again.append(args) or 0.5)
     page.button(key="t_start").click().run()
     wait_for(page, lambda at: runner(at).state is RunState.FINISHED and at.success, 120)
+    # the last epoch's check over every validation digit is the score: the model is not scored a second time
+    final = runner(page).trainer.final_mse
+    assert not scored_again and final is not None
+    assert page.session_state[ui.Key.MODELS][page.session_state[ui.Key.RUN_SAVED]].metrics["test_mse"] == final
     assert page.selectbox(key="model_select").options[SHIPPED].startswith("Run 1: CAE, code 32, trained at step 48")
     assert [m.label for m in page.metric][:2] == ["Validation MSE per pixel", "PCA with 32 components"]
     assert 0 < float(page.metric[0].value) < 0.2 and 0 < float(page.metric[1].value) < 0.1

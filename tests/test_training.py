@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cae.config import ConfigError
-from cae.metrics import reconstruct
+from cae.metrics import model_mse, reconstruct
 from cae import model as model_module
 from cae.model import ModelConfig
 from cae.run_queue import RunQueue
@@ -55,6 +55,21 @@ def test_same_seed_same_run_other_seed_other_run(mnist):
     a, b, c = (run(trainer(mnist, seed=s), 4) for s in (3, 3, 4))
     assert a == b
     assert a != c
+
+
+def test_the_last_epoch_checks_every_validation_digit_and_that_is_the_runs_score(mnist):
+    t = trainer(mnist, epochs=2, val_subset=100)
+    run(t, t.steps_per_epoch)
+    assert t.final_mse is None  # the first epoch checked its 100 digits only
+    run(t, t.steps_per_epoch)
+    every = t.all_val_images
+    assert len(t.val_images) == 100 and len(every) == 1000  # all the (test's) validation digits
+    assert t.final_mse == t.history.val_mse[-1]
+    assert t.final_mse == pytest.approx(model_mse(t.model, every.cpu()), rel=1e-6)
+    stopped = trainer(mnist, epochs=2, val_subset=100)
+    run(stopped, 3)
+    stopped.stop()
+    assert stopped.final_mse is None  # stopped early: the page scores its weights itself
 
 
 def test_a_run_with_dropout_is_repeatable_even_when_others_draw_from_torchs_generator(mnist):

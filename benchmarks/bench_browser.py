@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from cae.data import data_dir, load_mnist  # noqa: E402
 from cae.model import ModelConfig  # noqa: E402
-from cae.train_config import TrainConfig  # noqa: E402
+from cae.train_config import PAGE_DEFAULTS  # noqa: E402  (the Train page's first run)
 from cae.training import Trainer  # noqa: E402
 from tests.browser import (WATCH_RECONSTRUCTION, button, chromium, clear_canvas, stroke_to_pixels_ms,  # noqa: E402
                            streamlit_server)
@@ -37,8 +37,6 @@ FOUR_STROKES = [
     [[(0.3, 0.2), (0.7, 0.2)], [(0.7, 0.2), (0.45, 0.85)], [(0.4, 0.5), (0.65, 0.5)]],  # a crossed 7
     [[(0.5, 0.15), (0.5, 0.85)], [(0.35, 0.85), (0.65, 0.85)], [(0.5, 0.15), (0.38, 0.28)]],  # a 1 with base
 ]
-# The Train page's defaults (pages/1_Train.py)
-PAGE_DEFAULTS = TrainConfig(epochs=4, batch_size=64, learning_rate=3e-3, train_subset=5000, val_subset=2000)
 OVERALL = re.compile(r"Trained on ([\d,]+) digits in ([\d.]+) s of wall time.*?([\d,]+) samples/s overall")
 
 

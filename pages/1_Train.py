@@ -17,21 +17,13 @@ from cae.config import ConfigError, Knob
 from cae.model import ACTIVATIONS, ModelConfig
 from cae.registry import MODEL_TYPES, model_type
 from cae.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
-from cae.train_config import LOSSES, OPTIMIZERS, TrainConfig
+from cae.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, TrainConfig
 from cae.training import RunState, StopReason, Trainer
 from cae.ui import Key
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
 SUBSETS = [500, 1000, 2000, 5000, 10000, 20000, 0]  # 0 = every training digit
-# The defaults a first Start uses, chosen by measurement so that it beats PCA within 30 s on either data source
-# (README, "Defaults that teach").
-DEFAULT_LEARNING_RATE = 3e-3
-DEFAULT_SCHEDULE = "constant"
-DEFAULT_BATCH = 64
-DEFAULT_EPOCHS = 4
-DEFAULT_SUBSET = 5000
-VALIDATION_DIGITS = 1000  # epochs but the last; the last one checks every validation digit: the run's score
 PREVIEW_DIGITS = 8
 REFRESH_SECONDS = 1.0  # the progress and the loss chart
 # The filters and the reconstructions change slowly: new ones every few seconds spare the browser redrawing them
@@ -107,14 +99,14 @@ def training_settings(disabled: bool, type_name: str) -> None:
     sticky(st.selectbox, "Optimizer", list(OPTIMIZERS), key=TrainKey.OPTIMIZER, default=defaults.optimizer,
            disabled=disabled, format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
     sticky(st.select_slider, "Learning rate", LEARNING_RATES, key=TrainKey.LEARNING_RATE,
-           default=DEFAULT_LEARNING_RATE, disabled=disabled, format_func=lambda v: f"{v:g}",
+           default=PAGE_DEFAULTS.learning_rate, disabled=disabled, format_func=lambda v: f"{v:g}",
            help="Log scale. 10 is far too large: try it to see what becomes of the model.")
-    sticky(st.selectbox, "Schedule", ["constant", "cosine"], key=TrainKey.SCHEDULE, default=DEFAULT_SCHEDULE,
+    sticky(st.selectbox, "Schedule", ["constant", "cosine"], key=TrainKey.SCHEDULE, default=PAGE_DEFAULTS.schedule,
            disabled=disabled, help="Cosine lowers the learning rate to zero by the last step: big steps first, "
                                    "then fine ones.")
-    sticky(st.select_slider, "Batch size", BATCH_SIZES, key=TrainKey.BATCH, default=DEFAULT_BATCH, disabled=disabled)
-    sticky(st.slider, "Epochs", 1, 50, key=TrainKey.EPOCHS, default=DEFAULT_EPOCHS, disabled=disabled)
-    sticky(st.select_slider, "Training digits", SUBSETS, key=TrainKey.SUBSET, default=DEFAULT_SUBSET,
+    sticky(st.select_slider, "Batch size", BATCH_SIZES, key=TrainKey.BATCH, default=PAGE_DEFAULTS.batch_size, disabled=disabled)
+    sticky(st.slider, "Epochs", 1, 50, key=TrainKey.EPOCHS, default=PAGE_DEFAULTS.epochs, disabled=disabled)
+    sticky(st.select_slider, "Training digits", SUBSETS, key=TrainKey.SUBSET, default=PAGE_DEFAULTS.train_subset,
            disabled=disabled, format_func=lambda v: "all" if v == 0 else f"{v:,}",
            help="A random subset (seeded); small ones make fast demos.")
     sticky(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key=TrainKey.SEED, default=defaults.seed,
@@ -143,7 +135,7 @@ def chosen_configs():
     train_config = TrainConfig(epochs=int(values[TrainKey.EPOCHS]), batch_size=int(values[TrainKey.BATCH]),
                                learning_rate=float(values[TrainKey.LEARNING_RATE]),
                                optimizer=values[TrainKey.OPTIMIZER], loss=loss, schedule=values[TrainKey.SCHEDULE],
-                               train_subset=int(values[TrainKey.SUBSET]), val_subset=VALIDATION_DIGITS,
+                               train_subset=int(values[TrainKey.SUBSET]), val_subset=PAGE_DEFAULTS.val_subset,
                                seed=int(values[TrainKey.SEED]))
     return kind.config_class(**model_fields), train_config
 

@@ -193,7 +193,8 @@ def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Se
     for colour, (name, values) in zip(TERM_COLOURS, (terms or {}).items()):
         traces.append(dict(type="scatter", x=steps, y=smooth(values)[::stride], mode="lines",
                            name=f"{(term_labels or {}).get(name, name)}, smoothed", line=dict(color=colour, width=2)))
-    traces.append(dict(type="scatter", x=list(val_step), y=list(val_mse), name="validation MSE (each epoch)",
+    traces.append(dict(type="scatter", x=list(val_step), y=list(val_mse),
+                       name="validation MSE (per epoch; the last: all digits)",
                        mode="lines+markers", line=dict(color="#d62728", width=2),
                        yaxis="y2" if terms else "y"))
     shapes, notes = [], []

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cae.run_queue import RunQueue, default_places
+
 PERPLEXITY = 30  # openTSNE's default
 # Half openTSNE's default steps (250 + 500): the same 5-NN accuracy on 10,000 codes at well under half the CPU
 # time (measured; README.md).
@@ -36,6 +38,7 @@ EXAGGERATION_STEPS = 125
 PLAIN_STEPS = 250
 REPORT_EVERY = 25  # steps between progress reports (each also publishes the map so far)
 CHILD_NICENESS = 5  # the map's process gives way to the server's pages (10 starved it on a busy machine)
+CHILD_TIMEOUT_SECONDS = 900.0  # a map of 10,000 codes takes about 30 s; a process still going after this is stuck
 WAITING = "waiting for another model's map to finish (the server makes a few at a time)"
 NEIGHBOURS_SHARE = 0.1  # of the progress bar: the neighbour search before the first step
 
@@ -167,7 +170,8 @@ def load_shipped_map(path: Path, reference: np.ndarray) -> TsneMap | None:
     return TsneMap(_read_only(coords.astype(np.float32)), _read_only(np.asarray(reference, np.float32).copy()))
 
 
-def fit_in_child(codes: np.ndarray, progress: Progress, *, threads: int = 2) -> TsneMap:
+def fit_in_child(codes: np.ndarray, progress: Progress, *, threads: int = 2,
+                 timeout: float = CHILD_TIMEOUT_SECONDS) -> TsneMap:
     """fit_tsne in a child process at low priority (this module's command line), following its progress.
 
     A process, not a thread: openTSNE's neighbour search held the GIL for 3 s at a time here, which would
@@ -182,12 +186,22 @@ def fit_in_child(codes: np.ndarray, progress: Progress, *, threads: int = 2) -> 
             child = subprocess.Popen([sys.executable, "-m", "cae.latent_maps", str(codes_path), str(out),
                                       "--threads", str(threads)], cwd=root, env=env, stdout=subprocess.PIPE,
                                      stderr=errors, text=True)
-            for line in child.stdout:
-                message = json.loads(line)
-                if message.get("preview"):
-                    progress.preview = np.load(preview)
-                progress.fraction, progress.stage = message["fraction"], message["stage"]
-            if child.wait() != 0:
+            # A stuck process must not keep its place in the queue for ever: other models' maps wait for it.
+            killed = threading.Event()
+            overdue = threading.Timer(timeout, lambda: (killed.set(), child.kill()))
+            overdue.start()
+            try:
+                for line in child.stdout:
+                    message = json.loads(line)
+                    if message.get("preview"):
+                        progress.preview = np.load(preview)
+                    progress.fraction, progress.stage = message["fraction"], message["stage"]
+                code = child.wait()
+            finally:
+                overdue.cancel()
+            if killed.is_set():
+                raise RuntimeError(f"the map's process took more than {timeout:g} s and was stopped")
+            if code != 0:
                 errors.seek(0)
                 raise RuntimeError(f"the map's process failed: {errors.read()[-1000:]}")
         coords = np.load(out)
@@ -224,9 +238,9 @@ class MapJobs:
         self._lock = threading.Lock()
         self._jobs: dict[str, MapJob] = {}
         # Each job's process uses 2 threads: half the cores' worth of jobs fill the machine; more would only slow
-        # every job (and every page) down. The others wait their turn.
-        self.at_once = at_once or max(1, (os.cpu_count() or 2) // 2)
-        self._places = threading.Semaphore(self.at_once)
+        # every job (and every page) down. The others wait their turn, first come, first served.
+        self._queue = RunQueue(default_places() if at_once is None else at_once)
+        self.at_once = self._queue.places
 
     def get(self, fingerprint: str) -> MapJob | None:
         with self._lock:
@@ -251,10 +265,11 @@ class MapJobs:
             return job
 
     def _run(self, job: MapJob, codes: np.ndarray) -> None:
-        if not self._places.acquire(blocking=False):
+        if self._queue.counts()[0] >= self._queue.places:  # every place taken: say so while waiting for one
             job.progress.stage = WAITING
-            self._places.acquire()
-            job.progress.stage = "starting"
+        ticket = object()  # the queue's token for this job (a MapJob, a dataclass, is not hashable)
+        self._queue.wait_for_place(ticket)
+        job.progress.stage = "starting"
         job.started = time.perf_counter()  # the seconds shown are the making, not the wait
         try:
             result = (self._fit or fit_in_child)(codes, job.progress)
@@ -263,7 +278,7 @@ class MapJobs:
             job.error = f"{type(error).__name__}: {error}"
             return
         finally:
-            self._places.release()
+            self._queue.release(ticket)
         job.seconds = time.perf_counter() - job.started  # first: a page that sees the result reads the seconds
         job.result = result
 

@@ -103,8 +103,8 @@ class Trainer:
         # Each epoch's check: all validation digits, or the first val_subset (a short run on the page validates
         # several times). The last epoch's check is over every validation digit: with the final weights, it is the
         # finished run's score (final_mse), which the page then shows without scoring the model a second time.
-        self.val_images = data.val_images[:train_config.val_subset or None].to(self.device)
-        self.all_val_images = data.val_images.to(self.device) if train_config.val_subset else self.val_images
+        self.all_val_images = data.val_images.to(self.device)
+        self.val_images = self.all_val_images[:train_config.val_subset or None]  # a view: one copy on the device
         self.final_mse: float | None = None
         self.steps_per_epoch = math.ceil(len(train) / train_config.batch_size)
         self.total_steps = self.steps_per_epoch * train_config.epochs
@@ -194,12 +194,14 @@ class Trainer:
         """MSE per pixel on the validation digits (this epoch's check: val_images unless given); stops the run if
         the model has collapsed (see COLLAPSE_SPREAD)."""
         stats = reconstruction_stats(self.model, self.val_images if images is None else images)
-        if self.step_count >= COLLAPSE_MIN_STEPS and stats.spread_ratio < COLLAPSE_SPREAD:
-            self.stop(StopReason.COLLAPSED,
-                      f"after {self.step_count} steps the model gives nearly the same picture for every digit (its "
-                      f"outputs vary {stats.spread_ratio:.1%} as much as the digits do; validation MSE "
-                      f"{stats.mse:.3f}, about what one fixed blurry or blank picture scores). "
-                      + self.model.collapse_advice(self.config))
+        if self.step_count >= COLLAPSE_MIN_STEPS and stats.spread_ratio < COLLAPSE_SPREAD and self.stop_reason is None:
+            # Set here, not through stop(): after the last step the run counts as finished, and stop() would ignore a
+            # collapse that the last epoch's check finds.
+            self.stop_reason = StopReason.COLLAPSED
+            self.stop_message = (f"after {self.step_count} steps the model gives nearly the same picture for every "
+                                 f"digit (its outputs vary {stats.spread_ratio:.1%} as much as the digits do; "
+                                 f"validation MSE {stats.mse:.3f}, about what one fixed blurry or blank picture "
+                                 f"scores). " + self.model.collapse_advice(self.config))
         return stats.mse
 
     def stop(self, reason: StopReason = StopReason.USER, message: str | None = None) -> None:

@@ -184,6 +184,11 @@ def test_a_failed_job_says_why_and_is_tried_again():
     assert jobs.start("model-b", blobs()[0]) is not job
 
 
+def test_a_map_process_that_runs_too_long_is_stopped_and_says_so():
+    with pytest.raises(RuntimeError, match=r"took more than 0.1 s and was stopped"):
+        cae.latent_maps.fit_in_child(blobs()[0], cae.latent_maps.Progress(), timeout=0.1)  # starting takes longer
+
+
 def test_the_real_job_runs_in_a_child_process_and_reports_progress():
     codes, labels = blobs(per_blob=70)
     job = MapJobs().start("model-c", codes)

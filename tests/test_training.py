@@ -67,9 +67,17 @@ def test_the_last_epoch_checks_every_validation_digit_and_that_is_the_runs_score
     assert t.final_mse == t.history.val_mse[-1]
     assert t.final_mse == pytest.approx(model_mse(t.model, every.cpu()), rel=1e-6)
     stopped = trainer(mnist, epochs=2, val_subset=100)
-    run(stopped, 3)
-    stopped.stop()
-    assert stopped.final_mse is None  # stopped early: the page scores its weights itself
+    run(stopped, 2 * stopped.steps_per_epoch - 1)
+    stopped.stop()  # one step before the end
+    assert stopped.finished and stopped.final_mse is None  # the page scores its weights itself
+
+
+def test_a_collapse_that_the_last_epochs_check_finds_is_reported(mnist):
+    t = trainer(mnist, learning_rate=10.0, epochs=1, train_subset=2048)  # 32 steps of 64, one check: the last
+    while not t.finished:
+        t.step()
+    assert t.step_count == t.total_steps == 32
+    assert t.stop_reason is StopReason.COLLAPSED and "same picture for every digit" in t.stop_message
 
 
 def test_a_run_with_dropout_is_repeatable_even_when_others_draw_from_torchs_generator(mnist):
@@ -90,7 +98,7 @@ def test_a_run_with_dropout_is_repeatable_even_when_others_draw_from_torchs_gene
     assert quiet != run(trainer(mnist, ModelConfig(dropout=0.0), seed=3), 4)  # the masks did change the losses
 
 
-def test_dropout_with_a_generator_keeps_nn_dropouts_masks_and_scale():
+def test_dropout_with_a_generator_keeps_nn_dropouts_keep_rate_and_scale():
     dropout = model_module.Dropout(0.25).train()
     dropout.generator = torch.Generator().manual_seed(0)
     out = dropout(torch.ones(200_000))
@@ -252,10 +260,10 @@ def test_a_run_counts_as_running_until_its_last_validation_is_done(mnist):
     runner = TrainingRunner(trainer(mnist))  # 8 steps, validated after the last
     real_validate, validating = runner.trainer.validate, threading.Event()
 
-    def validate():
+    def validate(images=None):
         validating.set()
         time.sleep(1)
-        return real_validate()
+        return real_validate(images)
 
     runner.trainer.validate = validate
     runner.start()

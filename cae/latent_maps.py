@@ -240,7 +240,6 @@ class MapJobs:
         # Each job's process uses 2 threads: half the cores' worth of jobs fill the machine; more would only slow
         # every job (and every page) down. The others wait their turn, first come, first served.
         self._queue = RunQueue(default_places() if at_once is None else at_once)
-        self.at_once = self._queue.places
 
     def get(self, fingerprint: str) -> MapJob | None:
         with self._lock:

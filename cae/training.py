@@ -105,7 +105,6 @@ class Trainer:
         # finished run's score (final_mse), which the page then shows without scoring the model a second time.
         self.all_val_images = data.val_images.to(self.device)
         self.val_images = self.all_val_images[:train_config.val_subset or None]  # a view: one copy on the device
-        self.final_mse: float | None = None
         self.steps_per_epoch = math.ceil(len(train) / train_config.batch_size)
         self.total_steps = self.steps_per_epoch * train_config.epochs
         self.optimizer = self._make_optimizer()
@@ -122,6 +121,12 @@ class Trainer:
         if self.config.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.config.learning_rate, momentum=self.config.momentum)
         return torch.optim.Adam(params, lr=self.config.learning_rate)
+
+    @property
+    def final_mse(self) -> float | None:
+        """The last epoch's check, over every validation digit with the final weights: the run's score once it has
+        gone to its end (None before, and for a run stopped early)."""
+        return self.history.val_mse[-1] if self.history.val_step[-1:] == [self.total_steps] else None
 
     @property
     def epoch(self) -> int:
@@ -164,7 +169,6 @@ class Trainer:
         if self.step_count % self.steps_per_epoch == 0:  # 6. validation at the end of each epoch
             last = self.step_count == self.total_steps
             val = self.validate(self.all_val_images if last else self.val_images)
-            self.final_mse = val if last else None
             self.history.val_step.append(self.step_count)
             self.history.val_mse.append(val)
         return StepResult(self.step_count, (self.step_count - 1) // self.steps_per_epoch, value, val_mse=val,
@@ -190,10 +194,9 @@ class Trainer:
                   f"last gave a finite loss were put back. Try a smaller learning rate.")
         return StepResult(self.step_count, self.epoch, value, stop_reason=self.stop_reason)
 
-    def validate(self, images: torch.Tensor | None = None) -> float:
-        """MSE per pixel on the validation digits (this epoch's check: val_images unless given); stops the run if
-        the model has collapsed (see COLLAPSE_SPREAD)."""
-        stats = reconstruction_stats(self.model, self.val_images if images is None else images)
+    def validate(self, images: torch.Tensor) -> float:
+        """MSE per pixel on these validation digits; stops the run if the model has collapsed (see COLLAPSE_SPREAD)."""
+        stats = reconstruction_stats(self.model, images)
         if self.step_count >= COLLAPSE_MIN_STEPS and stats.spread_ratio < COLLAPSE_SPREAD and self.stop_reason is None:
             # Set here, not through stop(): after the last step the run counts as finished, and stop() would ignore a
             # collapse that the last epoch's check finds.

@@ -7,16 +7,22 @@ deadlocked torchvision's import on a cold start). The home page is `home()` belo
 
 from __future__ import annotations
 
-import cae.appenv  # noqa: F401  (first: settles torch's threads, then loads torch and the app's modules once)
+import cae.ui.appenv  # noqa: F401  (first: settles torch's threads, then loads torch and the app's modules once)
+
+# isort: split
+
 from enum import StrEnum
 
 import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from cae import explore, figures, preprocess, ui
-from cae.noise import KINDS as NOISE_KINDS
-from cae.noise import Noise
+from cae.engine import preprocess
+from cae.models.noise import KINDS as NOISE_KINDS
+from cae.models.noise import Noise
+from cae.ui import common as ui
+from cae.views import explore
+from cae.views.figures import home as home_figures
 
 CANVAS_SIZE = 280  # 10x MNIST's 28; the default pen then draws strokes of MNIST's relative width
 SAMPLES_SHOWN = 32
@@ -122,7 +128,7 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
     if worst:
         scored = scored.worst_first()
     tags = [f"#{i} {m:.3f}" for i, m in zip(scored.indices, scored.mse)]
-    ui.chart(figures.comparison_grid(scored.originals, scored.outputs, tags,
+    ui.chart(home_figures.comparison_grid(scored.originals, scored.outputs, tags,
                                      title=f"MNIST {data.val_name} digits (top) and reconstructions (below); "
                                            f"label: index and MSE"), key="sample-grid")
     options = list(range(len(scored.indices)))
@@ -169,7 +175,7 @@ def new_digits(chosen: ui.ChosenModel) -> None:
     seed = st.session_state.setdefault(Key.SAMPLE_SEED, 0)
     st.button("Draw new codes", key="resample", on_click=lambda: st.session_state.update({Key.SAMPLE_SEED: seed + 1}))
     samples = explore.sample_digits(chosen.model, SAMPLE_GRID, seed)
-    ui.chart(figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from N(0, I), "
+    ui.chart(home_figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from N(0, I), "
                                                 f"seed {seed}"), key="prior-samples")
     current = ui.current_digit()
     if current is None:
@@ -179,7 +185,7 @@ def new_digits(chosen: ui.ChosenModel) -> None:
     dimension = 0 if code_size == 1 else st.slider("Code number to sweep", 0, code_size - 1, 0,
                                                    key=Key.TRAVERSE_DIMENSION)
     values, images = explore.traversal(chosen.model, current.image, dimension)
-    ui.chart(figures.digit_grid(images, [f"{v:+.1f}" for v in values], per_row=len(images),
+    ui.chart(home_figures.digit_grid(images, [f"{v:+.1f}" for v in values], per_row=len(images),
                                 title=f"The current digit ({current.origin}), code number {dimension} swept "
                                       f"from -3 to 3"), key="traversal")
 

@@ -6,7 +6,7 @@ Prints:
   3. Start on the Train page's defaults: wall time to the finished model, its validation MSE against PCA's as the
      page shows them (goal: below PCA within 30 s), and its samples/s against the same run on the command line's
      code in this process, interleaved (goal: at least 0.90).
-Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python benchmarks/bench_browser.py`;
+Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python -m benchmarks.bench_browser`;
 `--offline-sample` serves an empty data folder instead, so that the app uses the offline sample of 5,000 digits.
 """
 
@@ -16,20 +16,17 @@ import argparse
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cae.engine.data import data_dir, load_mnist
+from cae.engine.train_config import PAGE_DEFAULTS  # the Train page's first run
+from cae.engine.trainer import Trainer
+from cae.models.autoencoder import ModelConfig
+from tests.browser import WATCH_RECONSTRUCTION, button, chromium, clear_canvas, streamlit_server, stroke_to_pixels_ms
 
-from cae.data import data_dir, load_mnist  # noqa: E402
-from cae.model import ModelConfig  # noqa: E402
-from cae.train_config import PAGE_DEFAULTS  # noqa: E402  (the Train page's first run)
-from cae.training import Trainer  # noqa: E402
-from tests.browser import (WATCH_RECONSTRUCTION, button, chromium, clear_canvas, stroke_to_pixels_ms,  # noqa: E402
-                           streamlit_server)
+ROOT = Path(__file__).resolve().parent.parent
 
 # Digits of several strokes each, in canvas units: every stroke updates the reconstruction.
 FOUR_STROKES = [
@@ -81,6 +78,7 @@ def run_on_page(page) -> tuple[float, float, float, float]:
     scores = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
     return (float(OVERALL.search(caption.inner_text()).group(3).replace(",", "")), seconds, float(scores[0]),
             float(scores[1]))
+
 
 
 def main() -> None:

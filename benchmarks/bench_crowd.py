@@ -4,7 +4,7 @@ sixth trains on the Train page's defaults.
 Prints the median and 95th percentile of mouse-up to the reconstruction's new pixels on screen (measured in each
 page), the errors seen (exceptions on a page, strokes with no new reconstruction within 2 s), and the training
 speed of the run going on beside them (goal: no error, 95th percentile <= 1 s).
-Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python benchmarks/bench_crowd.py`.
+Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python -m benchmarks.bench_crowd`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ import argparse
 import contextlib
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cae.engine.data import data_dir, load_mnist
+from tests.browser import WATCH_RECONSTRUCTION, button, canvas_box, chromium_browsers, draw, streamlit_server
 
-from cae.data import data_dir, load_mnist  # noqa: E402
-from tests.browser import (WATCH_RECONSTRUCTION, button, canvas_box, chromium_browsers, draw,  # noqa: E402
-                           streamlit_server)
+ROOT = Path(__file__).resolve().parent.parent
 
 STROKES = [[(0.5, 0.15), (0.5, 0.85)], [(0.3, 0.2), (0.7, 0.2), (0.45, 0.85)], [(0.3, 0.5), (0.7, 0.5)]]
 PERIOD = 2.0  # seconds between two strokes of one visitor

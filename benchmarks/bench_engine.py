@@ -4,31 +4,27 @@ Prints, from one process:
   1. the trainer's samples/s against a bare PyTorch loop on the same model, batch and data (ratio; goal >= 0.95);
   2. training time for the trainer, from scratch, to pass PCA-32's test MSE (goal <= 30 s);
   3. one digit through preprocessing, encode and decode: median latency (goal <= 5 ms).
-Run: `python benchmarks/bench_engine.py [--quick]`.
+Run: `python -m benchmarks.bench_engine [--quick]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from cae import checkpoint  # noqa: E402
-from cae.data import load_mnist  # noqa: E402
-from cae.explore import reconstruct_one  # noqa: E402
-from cae.metrics import as_batch, model_mse, pca_mse  # noqa: E402
-from cae.model import ConvAutoencoder, ModelConfig  # noqa: E402
-from cae.preprocess import to_model_input  # noqa: E402
-from cae.training import Trainer, TrainConfig  # noqa: E402
+from cae.engine import checkpoint
+from cae.engine.data import load_mnist
+from cae.engine.metrics import as_batch, model_mse, pca_mse
+from cae.engine.preprocess import to_model_input
+from cae.engine.trainer import TrainConfig, Trainer
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.views.explore import reconstruct_one
 
 BATCH = 128
 

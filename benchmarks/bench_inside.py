@@ -1,32 +1,35 @@
 """The "How it works" page's server time: its first draw (numeric check included) and one step of its step-through.
 
 Prints, for the pretrained default and one MNIST test digit (goals from issue 10):
-  1. cae.inside.look_inside (stages, both transposed convs computed twice, counts, the step example), then every
+  1. cae.views.inside.look_inside (stages, both transposed convs computed twice, counts, the step example), then every
      figure the page builds, serialised as Streamlit sends them: median and slowest of the rounds (goal <= 1 s);
   2. the same page run whole under Streamlit's AppTest (sidebar, widgets, every element; AppTest's own overhead
      included, so an upper bound): median of the rounds;
   3. one step: what the step-through fragment recomputes when its slider moves (the scatter and gather numbers,
      its four figures, serialised): median and slowest over every position (goal <= 150 ms).
-Run: `python benchmarks/bench_inside.py [--rounds 7]` (uses ./data or CAE_DATA_DIR; full MNIST or the sample).
+Run: `python -m benchmarks.bench_inside [--rounds 7]` (uses ./data or CAE_DATA_DIR; full MNIST or the sample).
 """
 
 from __future__ import annotations
 
+import cae.ui.appenv  # noqa: F401  (the app's thread settings, as the server has them)
+
+# isort: split
+
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import plotly.io as pio
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cae.engine import checkpoint
+from cae.engine.data import load_mnist
+from cae.views import inside
+from cae.views.figures import inside as figures_inside
 
-import cae.appenv  # noqa: E402,F401  (the app's thread settings, as the server has them)
-from cae import checkpoint, figures_inside, inside  # noqa: E402
-from cae.data import load_mnist  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def page_figures(result: inside.Inside, channel: int = 0) -> list:
@@ -63,10 +66,11 @@ def first_draw(model, image, rounds: int) -> None:
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
+
         result = inside.look_inside(model, image)
         size = serialised(page_figures(result) + step_figures(result.example, 0, 0))
         times.append(time.perf_counter() - start)
-    print(f"1. first draw, cae.inside + every figure serialised ({size / 1e3:,.0f} kB of specs), {rounds} rounds: "
+    print(f"1. first draw, look_inside + every figure serialised ({size / 1e3:,.0f} kB of specs), {rounds} rounds: "
           f"median {statistics.median(times) * 1e3:,.0f} ms, first {times[0] * 1e3:,.0f} ms, slowest "
           f"{max(times) * 1e3:,.0f} ms (goal <= 1,000 ms)")
 

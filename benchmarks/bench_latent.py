@@ -9,28 +9,31 @@ Prints:
   3. placing one new digit on each map, median of 30 (goal <= 300 ms);
   4. server time of a slider and of an interpolation update: the fragment's work, median of 30 (goal <= 150 ms);
   5. 5-NN accuracy under 5-fold cross-validation of the codes, the PCA map and the t-SNE map (goal >= 0.95).
-Run: `python benchmarks/bench_latent.py [--no-browser]`.
+Run: `python -m benchmarks.bench_latent [--no-browser]`.
 """
 
 from __future__ import annotations
 
+import cae.ui.appenv  # noqa: F401  (the app's process settings: torch's thread spinning)
+
+# isort: split
+
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cae.engine import checkpoint
+from cae.engine.data import load_mnist
+from cae.views import latent
+from cae.views.figures import base as figures
+from cae.views.figures import code_space as maps_figures
+from cae.views.latent_maps import MapJobs
 
-import cae.appenv  # noqa: E402,F401  (the app's process settings: torch's thread spinning)
-from cae import checkpoint, figures, latent  # noqa: E402
-from cae import figures_latent as maps_figures  # noqa: E402
-from cae.data import load_mnist  # noqa: E402
-from cae.latent_maps import MapJobs  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PCA_PLOTTED = """() => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
     String(el.layout?.title?.text || '').includes('PCA of the codes') && el._fullLayout?.xaxis?._length)"""
@@ -130,6 +133,7 @@ def main() -> None:
         rows = [("decoded", latent.decode_codes(model, latent.interpolate_codes(ends[0], ends[1], 10))),
                 ("blended", latent.blend_pixels(image, other, 10))]
         maps_figures.strips(rows).to_json()
+
 
     print(f"4. server time of an update: slider {median_ms(slider_update):.1f} ms, interpolation "
           f"{median_ms(interpolation_update):.1f} ms (median of 30, figure serialised; goal <= 150 ms)")

@@ -6,24 +6,20 @@ Prints one JSON line: the classifier's test accuracy; for N samples (`python -m 
 seeded), the count read as each class, the smallest and largest class share, the normalised entropy of the class
 shares (1 = perfectly even), and the share of samples whose 3 neighbours all agree (read clearly; the same
 share for the test digits as a yardstick).
-Run: `python benchmarks/bench_vae_samples.py [CHECKPOINT] [--count 1000] [--seed 0]`.
+Run: `python -m benchmarks.bench_vae_samples [CHECKPOINT] [--count 1000] [--seed 0]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from cae import checkpoint  # noqa: E402
-from cae.data import load_mnist  # noqa: E402
-from cae.evaluate import sample  # noqa: E402
+from cae.engine import checkpoint
+from cae.engine.data import load_mnist
+from cae.evaluate import sample
 
 NEIGHBOURS = 3
 

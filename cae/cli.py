@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from cae.config import ConfigError
+from cae.models.config import ConfigError
 
 
 def add_config_options(parser: argparse.ArgumentParser, config_classes: Sequence[type], title: str) -> None:

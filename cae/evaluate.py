@@ -17,14 +17,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
-from cae import checkpoint
-from cae.config import ConfigError
-from cae.data import DataError, load_mnist
-from cae.metrics import denoising_psnr, model_mse, pca_mse, reconstruct, test_elbo_nats
-from cae.noise import Noise
+from cae.engine import checkpoint
+from cae.engine.data import DataError, load_mnist
+from cae.engine.metrics import denoising_psnr, model_mse, pca_mse, reconstruct, test_elbo_nats
+from cae.models.config import ConfigError
+from cae.models.noise import Noise
 
 DRY_RUN_DIGITS = 500
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cae import checkpoint
 from cae.cli import add_config_options, config_from_args
-from cae.config import ConfigError
-from cae.data import DataError, load_mnist
-from cae.metrics import model_mse, pca_mse
-from cae.registry import MODEL_TYPES, model_type
-from cae.train_config import TrainConfig
-from cae.training import StopReason, Trainer
+from cae.engine import checkpoint
+from cae.engine.data import DataError, load_mnist
+from cae.engine.metrics import model_mse, pca_mse
+from cae.engine.train_config import TrainConfig
+from cae.engine.trainer import StopReason, Trainer
+from cae.models.config import ConfigError
+from cae.models.registry import MODEL_TYPES, model_type
 
 DRY_RUN_DIGITS = 512
 

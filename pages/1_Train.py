@@ -1,25 +1,30 @@
 """Train page: choose a model type and its knobs, press Start, and watch an autoencoder learn on MNIST.
 
-Training runs in a background thread owned by this browser session (cae.runner.TrainingRunner), once the server's
+Training runs in a background thread owned by this browser session (cae.engine.runner.TrainingRunner), once the server's
 run queue gives it a place; the live view is a fragment that redraws every second from a snapshot, so the page
 stays responsive and other pages keep working. A run whose browser session has gone stops by itself.
 """
 
 from __future__ import annotations
 
-import cae.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
+import cae.ui.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
+
+# isort: split
+
 from enum import StrEnum
 
 import streamlit as st
 
-from cae import checkpoint, figures, ui
-from cae.config import ConfigError, Knob
-from cae.model import ACTIVATIONS, ModelConfig
-from cae.registry import MODEL_TYPES, model_type
-from cae.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
-from cae.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, TrainConfig
-from cae.training import RunState, StopReason, Trainer
-from cae.ui import Key
+from cae.engine import checkpoint
+from cae.engine.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
+from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, TrainConfig
+from cae.engine.trainer import RunState, StopReason, Trainer
+from cae.models.autoencoder import ACTIVATIONS, ModelConfig
+from cae.models.config import ConfigError, Knob
+from cae.models.registry import MODEL_TYPES, model_type
+from cae.ui import common as ui
+from cae.ui.common import Key
+from cae.views.figures import train as train_figures
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
@@ -68,7 +73,8 @@ def model_settings(disabled: bool) -> str:
                   help=" ".join(f"{kind.title}: {kind.lesson}" for kind in MODEL_TYPES.values()))
     config_class = MODEL_TYPES[name].config_class
     sticky(st.slider, "Code size", ModelConfig.RANGES["code_size"][0], 128, key=TrainKey.CODE,
-           default=defaults.code_size, disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
+           default=defaults.code_size, disabled=disabled,
+           help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
     type_defaults = config_class()
     for knob in config_class.KNOBS:  # the type's own settings (noise for a denoiser, beta for a VAE)
         default = getattr(type_defaults, knob.field)
@@ -104,7 +110,8 @@ def training_settings(disabled: bool, type_name: str) -> None:
     sticky(st.selectbox, "Schedule", ["constant", "cosine"], key=TrainKey.SCHEDULE, default=PAGE_DEFAULTS.schedule,
            disabled=disabled, help="Cosine lowers the learning rate to zero by the last step: big steps first, "
                                    "then fine ones.")
-    sticky(st.select_slider, "Batch size", BATCH_SIZES, key=TrainKey.BATCH, default=PAGE_DEFAULTS.batch_size, disabled=disabled)
+    sticky(st.select_slider, "Batch size", BATCH_SIZES, key=TrainKey.BATCH, default=PAGE_DEFAULTS.batch_size,
+           disabled=disabled)
     sticky(st.slider, "Epochs", 1, 50, key=TrainKey.EPOCHS, default=PAGE_DEFAULTS.epochs, disabled=disabled)
     sticky(st.select_slider, "Training digits", SUBSETS, key=TrainKey.SUBSET, default=PAGE_DEFAULTS.train_subset,
            disabled=disabled, format_func=lambda v: "all" if v == 0 else f"{v:,}",
@@ -224,13 +231,13 @@ def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
     stop_notice(snap)
     history = snap.history
     left, right = st.columns([3, 2])
-    ui.chart(figures.loss_chart(history.train_loss, history.val_step, history.val_mse, loss_name=loss_name,
+    ui.chart(train_figures.loss_chart(history.train_loss, history.val_step, history.val_mse, loss_name=loss_name,
                                 log_scale=log_scale, total_steps=snap.total_steps, terms=history.terms,
                                 term_labels=runner.trainer.model.TERMS),
              key="loss-chart", where=left)
-    ui.chart(figures.filters_figure(snap.filters["conv1"], snap.filters["conv2"][channel], channel),
+    ui.chart(train_figures.filters_figure(snap.filters["conv1"], snap.filters["conv2"][channel], channel),
              key="filters", where=right)
-    st.image(figures.comparison_image(data.val_images[:PREVIEW_DIGITS].numpy() / 255, snap.previews),
+    st.image(train_figures.comparison_image(data.val_images[:PREVIEW_DIGITS].numpy() / 255, snap.previews),
              caption=f"Validation digits #0 to #{PREVIEW_DIGITS - 1} (top) and their reconstructions now",
              output_format="PNG")  # JPEG would smear the pixels
     if not snap.state.live and st.session_state.get(TrainKey.WAS_LIVE):

@@ -3,18 +3,23 @@
 The lesson of "Convolutional Autoencoder for Dummies": a "deconvolution" is a full convolution with the kernel
 rotated 180 degrees. The page computes each transposed convolution both ways on this digit's activations and shows
 the difference, then steps through a small patch of the real model in two views (scatter and gather). Everything
-it computes comes from cae.inside; the figures from cae.figures_inside.
+it computes comes from cae.views.inside; the figures from cae.views.figures.inside.
 """
 
 from __future__ import annotations
 
-import cae.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
+import cae.ui.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
+
+# isort: split
+
 from enum import StrEnum
 
 import numpy as np
 import streamlit as st
 
-from cae import figures_inside, inside, ui
+from cae.ui import common as ui
+from cae.views import inside
+from cae.views.figures import inside as figures_inside
 
 FALLBACK_INDEX = 0  # the MNIST digit shown before one is drawn, picked or uploaded on the home page
 STAGES_PER_ROW = 4

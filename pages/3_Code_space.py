@@ -8,7 +8,10 @@ cae/latent.py and cae/latent_maps.py; each map is made once per model and server
 
 from __future__ import annotations
 
-import cae.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
+import cae.ui.appenv  # noqa: F401  (first: settles torch's threads before torch loads)
+
+# isort: split
+
 from enum import StrEnum
 from pathlib import Path
 
@@ -16,10 +19,13 @@ import numpy as np
 import streamlit as st
 from torch import nn
 
-from cae import checkpoint, figures, latent, ui
-from cae.data import FULL
-from cae import figures_latent as maps_figures
-from cae.latent_maps import MapJob, MapJobs, shipped_map_path
+from cae.engine import checkpoint
+from cae.engine.data import FULL
+from cae.ui import common as ui
+from cae.views import latent
+from cae.views.figures import base as figures
+from cae.views.figures import code_space as maps_figures
+from cae.views.latent_maps import MapJob, MapJobs, shipped_map_path
 
 NEIGHBOURS = 8
 MANIFOLD_SIZE = 20
@@ -158,7 +164,8 @@ def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: n
         tsne_progress(fingerprint, labels)
         return
     made = "shipped with the model" if job.seconds == 0 else f"made in {job.seconds:.0f} s"
-    st.caption(f"t-SNE of the codes (openTSNE), {made}. Distances between far clusters mean little; who is next to whom is what it keeps.")
+    st.caption(f"t-SNE of the codes (openTSNE), {made}. Distances between far clusters mean little; who is next to "
+               "whom is what it keeps.")
     draw_map(job.result, labels, title=f"t-SNE of the codes of {len(codes):,} digits", yours=yours,
              chart_key=Key.MAP_CHART, revision=f"tsne-{fingerprint}")
 

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 # The four original MNIST files; CI has ../shared beside the clone. Override with CAE_MNIST_RAW.
 MNIST_RAW = Path(os.environ.get("CAE_MNIST_RAW") or ROOT.parent / "shared" / "data" / "MNIST" / "raw")
 
 
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
-    """A data folder holding full MNIST, imported through `cae.data.import_mnist` (md5-checked)."""
-    from cae.data import import_mnist
+    """A data folder holding full MNIST, imported through `cae.engine.data.import_mnist` (md5-checked)."""
+    from cae.engine.data import import_mnist
 
     if not MNIST_RAW.is_dir():
         pytest.fail(f"full MNIST is needed for the tests: {MNIST_RAW} is missing (set CAE_MNIST_RAW)")
@@ -35,6 +33,6 @@ def full_mnist(mnist_dir, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
-    from cae.data import load_full_mnist
+    from cae.engine.data import load_full_mnist
 
     return load_full_mnist(mnist_dir)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cae import checkpoint
-from cae.checkpoint import Checkpoint
-from cae.variational import VariationalAutoencoder, VariationalConfig
+from cae.engine import checkpoint
+from cae.engine.checkpoint import Checkpoint
+from cae.models.variational import VariationalAutoencoder, VariationalConfig
 from tests.conftest import ROOT
 from tests.drawing import FOUR, SEVEN, canvas, canvas_state, encode
 

@@ -4,8 +4,22 @@ import re
 
 import pytest
 
-from tests.browser import (COUNT_PLOTS, SEVEN, ZERO, button, chromium, clear_canvas, draw, plot_counts, plots,
-                           screenshot, streamlit_server, wait_for_plot, wait_for_reconstruction, wait_images_loaded)
+from tests.browser import (
+    COUNT_PLOTS,
+    SEVEN,
+    ZERO,
+    button,
+    chromium,
+    clear_canvas,
+    draw,
+    plot_counts,
+    plots,
+    screenshot,
+    streamlit_server,
+    wait_for_plot,
+    wait_for_reconstruction,
+    wait_images_loaded,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import zipfile
 import pytest
 import torch
 
-from cae import checkpoint
-from cae.checkpoint import Checkpoint, CheckpointError
-from cae.denoising import DenoisingConfig
-from cae.model import ConvAutoencoder, ModelConfig
-from cae.registry import build_model
-from cae.train_config import TrainConfig
-from cae.variational import VariationalConfig
+from cae.engine import checkpoint
+from cae.engine.checkpoint import Checkpoint, CheckpointError
+from cae.engine.train_config import TrainConfig
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.models.denoising import DenoisingConfig
+from cae.models.registry import build_model
+from cae.models.variational import VariationalConfig
 from tests.conftest import ROOT
 
 V1_FILE = ROOT / "tests" / "fixtures" / "v1_untied_code8.pt"  # written by `python -m cae.train` before model types

@@ -7,8 +7,18 @@ from urllib.error import URLError
 import pytest
 import torch
 
-from cae import data as cae_data
-from cae.data import FULL, SAMPLE, DataError, has_full_mnist, import_mnist, load_full_mnist, load_mnist, load_sample
+from cae import data as data_command
+from cae.engine import data as cae_data
+from cae.engine.data import (
+    FULL,
+    SAMPLE,
+    DataError,
+    has_full_mnist,
+    import_mnist,
+    load_full_mnist,
+    load_mnist,
+    load_sample,
+)
 from tests.conftest import MNIST_RAW
 
 
@@ -89,7 +99,7 @@ def test_download_without_network_fails_clearly_and_changes_nothing(tmp_path, mo
 
 def test_data_command_line_import_and_status(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CAE_DATA_DIR", str(tmp_path / "d"))
-    assert cae_data.main(["import", str(tmp_path / "nowhere")]) == 1
+    assert data_command.main(["import", str(tmp_path / "nowhere")]) == 1
     assert "missing" in capsys.readouterr().err
-    assert cae_data.main(["import", str(MNIST_RAW)]) == 0
+    assert data_command.main(["import", str(MNIST_RAW)]) == 0
     assert "full MNIST: 60,000 training" in capsys.readouterr().out

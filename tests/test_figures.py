@@ -6,7 +6,7 @@ import numpy as np
 import plotly.io as pio
 import pytest
 
-from cae import figures
+from cae.views.figures import base, home, train
 
 RNG = np.random.default_rng(0)
 
@@ -19,20 +19,20 @@ def all_figures():
     kernels = RNG.normal(size=(32, 5, 5)).astype(np.float32)
     digit = RNG.random((28, 28)).astype(np.float32)
     return {
-        "digit_panels": figures.digit_panels([("Input", digit), ("Output", digit), ("Error", digit)], error_panel=2),
-        "code_chart": figures.code_chart(RNG.normal(size=32).astype(np.float32)),
-        "comparison_grid": figures.comparison_grid(RNG.random((5, 28, 28)), RNG.random((5, 28, 28)),
+        "digit_panels": base.digit_panels([("Input", digit), ("Output", digit), ("Error", digit)], error_panel=2),
+        "code_chart": base.code_chart(RNG.normal(size=32).astype(np.float32)),
+        "comparison_grid": home.comparison_grid(RNG.random((5, 28, 28)), RNG.random((5, 28, 28)),
                                                    [f"#{i}" for i in range(5)], per_row=4, title="Samples"),
-        "loss_chart": figures.loss_chart(list(np.linspace(0.2, 0.01, 40)), [20, 40], [0.05, 0.02], log_scale=True,
+        "loss_chart": train.loss_chart(list(np.linspace(0.2, 0.01, 40)), [20, 40], [0.05, 0.02], log_scale=True,
                                          total_steps=100),
-        "filters_figure": figures.filters_figure(kernels, kernels * 0.1, 3),
+        "filters_figure": train.filters_figure(kernels, kernels * 0.1, 3),
     }
 
 
 @pytest.mark.parametrize("name", list(all_figures()))
 def test_a_spec_is_the_same_after_a_json_round_trip_so_the_browser_plots_it_once(name):
     """Streamlit re-renders a mounted chart with a JSON copy of its figure; anything plotly.js then sees as changed
-    makes it plot the whole chart again (see figures._figure)."""
+    makes it plot the whole chart again (see figures.base.stable_figure)."""
     s = spec(all_figures()[name])
     text = json.dumps(s)
     assert "bdata" not in text  # typed arrays come back from JSON as objects
@@ -46,14 +46,14 @@ def test_a_spec_is_the_same_after_a_json_round_trip_so_the_browser_plots_it_once
 
 def test_the_data_revision_follows_the_data():
     def revision(loss):
-        return spec(figures.loss_chart(loss, [], [], total_steps=10))["layout"]["datarevision"]
+        return spec(train.loss_chart(loss, [], [], total_steps=10))["layout"]["datarevision"]
 
     assert revision([0.3, 0.2]) == revision([0.3, 0.2])
     assert revision([0.3, 0.2]) != revision([0.3, 0.2, 0.1])
 
 
 def test_arrays_become_lists_with_nan_as_null_and_six_significant_digits():
-    s = spec(figures.filters_figure(np.full((32, 5, 5), 0.123456789, np.float32), np.ones((32, 5, 5)), 0))
+    s = spec(train.filters_figure(np.full((32, 5, 5), 0.123456789, np.float32), np.ones((32, 5, 5)), 0))
     z = s["data"][0]["z"]
     assert z[0][5] is None  # the gap between two kernels
     assert z[0][0] == 1.0  # weights over the layer's largest
@@ -75,15 +75,15 @@ def test_labels_are_anchored_inside_the_explicit_ranges(name):
 
 def test_the_loss_chart_spans_the_run_and_every_value():
     loss = [0.2, 0.1, 0.05, 0.04]
-    log = spec(figures.loss_chart(loss, [4], [0.03], log_scale=True, total_steps=50))["layout"]
+    log = spec(train.loss_chart(loss, [4], [0.03], log_scale=True, total_steps=50))["layout"]
     assert log["xaxis"]["range"][1] >= 50
     low, high = log["yaxis"]["range"]
     assert low < np.log10(0.03) and high > np.log10(0.2)
-    linear = spec(figures.loss_chart(loss, [4], [0.03], log_scale=False))["layout"]
+    linear = spec(train.loss_chart(loss, [4], [0.03], log_scale=False))["layout"]
     assert linear["yaxis"]["range"][0] == 0 and linear["yaxis"]["range"][1] >= 0.2
     assert linear["xaxis"]["range"][1] >= 4
 
 
 def test_an_empty_loss_chart_draws():
-    layout = spec(figures.loss_chart([], [], [], total_steps=10))["layout"]
+    layout = spec(train.loss_chart([], [], [], total_steps=10))["layout"]
     assert layout["title"]["text"] == "Loss"

@@ -1,4 +1,4 @@
-"""cae.inside and cae.figures_inside: the transposed convs as full convolutions (tied and untied, every channel, a
+"""cae.views.inside and its figures: the transposed convs as full convolutions (tied and untied, every channel, a
 batch), stage shapes, parameter counts against a hand count, the step-through's numbers, JSON-stable figures."""
 
 import json
@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cae import figures_inside, inside
-from cae.model import ConvAutoencoder, ModelConfig
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.views import inside
+from cae.views.figures import inside as figures_inside
 
 IMAGES = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -108,7 +109,8 @@ def test_architecture_boxes_give_each_stage_its_layers_parameters_once():
 class WithHeads(ConvAutoencoder):
     """A stand-in for the variational type: a mean and a log-variance stage before the code (here the mean)."""
 
-    def __init__(self, config: ModelConfig = ModelConfig()):
+    def __init__(self, config: ModelConfig | None = None):
+        config = config or ModelConfig()
         super().__init__(config)
         self.log_variance_dense = nn.Linear(512, config.code_size)
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cae.checkpoint import Checkpoint
-from cae.model import ConvAutoencoder, ModelConfig
-from cae.ui import Key
+from cae.engine.checkpoint import Checkpoint
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.ui.common import Key
 from tests.conftest import ROOT
 from tests.drawing import SEVEN, canvas, canvas_state
 
@@ -46,7 +46,7 @@ def test_the_page_renders_for_the_default_model_with_a_fixed_mnist_digit(app):
     app.switch_page(PAGE).run()
     assert not app.exception
     assert "digit: MNIST test digit #0, as nothing was drawn" in app.caption[0].value
-    from cae.data import load_mnist
+    from cae.engine.data import load_mnist
 
     expected = load_mnist().val_images[0].numpy() / 255
     assert np.allclose(np.array(titled(app, "input · 1×28×28")["data"][0]["z"]), expected, atol=1e-5)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from cae import checkpoint, latent
-import cae.latent_maps
-from cae.latent_maps import MapJobs, TsneMap, fit_tsne, load_shipped_map
-from cae.model import ConvAutoencoder, ModelConfig
+import cae.views.latent_maps
+from cae.engine import checkpoint
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.views import latent
+from cae.views.latent_maps import MapJobs, TsneMap, fit_tsne, load_shipped_map
 
 
 def blobs(per_blob: int = 100, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -159,9 +160,9 @@ def test_jobs_beyond_the_limit_wait_their_turn_and_say_so():
     while len(calls) < 1 and time.time() < deadline:
         time.sleep(0.02)
     second = jobs.start("model-b", codes)
-    while second.progress.stage != cae.latent_maps.WAITING and time.time() < deadline:
+    while second.progress.stage != cae.views.latent_maps.WAITING and time.time() < deadline:
         time.sleep(0.02)
-    assert second.progress.stage == cae.latent_maps.WAITING
+    assert second.progress.stage == cae.views.latent_maps.WAITING
     time.sleep(0.3)  # the second job's fit must not have started while the first holds the only place
     assert calls == [first.progress] and not second.finished
     release.set()
@@ -186,7 +187,8 @@ def test_a_failed_job_says_why_and_is_tried_again():
 
 def test_a_map_process_that_runs_too_long_is_stopped_and_says_so():
     with pytest.raises(RuntimeError, match=r"took more than 0.1 s and was stopped"):
-        cae.latent_maps.fit_in_child(blobs()[0], cae.latent_maps.Progress(), timeout=0.1)  # starting takes longer
+        # starting the child takes longer than the timeout
+        cae.views.latent_maps.fit_in_child(blobs()[0], cae.views.latent_maps.Progress(), timeout=0.1)
 
 
 def test_the_real_job_runs_in_a_child_process_and_reports_progress():
@@ -203,7 +205,7 @@ def test_the_real_job_runs_in_a_child_process_and_reports_progress():
 
 
 def test_the_command_line_writes_the_map_of_the_validation_digits(full_mnist, tmp_path, capsys):
-    from cae.latent_cli import main
+    from cae.latent import main
 
     out = tmp_path / "map.npy"
     assert main(["--method", "pca", "--out", str(out), "--dry-run"]) == 0

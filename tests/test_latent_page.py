@@ -11,10 +11,12 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-import cae.latent_maps
-from cae import checkpoint, latent, ui
-from cae.latent_maps import TsneMap
-from cae.model import ConvAutoencoder, ModelConfig
+import cae.views.latent_maps
+from cae.engine import checkpoint
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.ui import common as ui
+from cae.views import latent
+from cae.views.latent_maps import TsneMap
 from tests.conftest import ROOT
 
 PAGE = "pages/3_Code_space.py"
@@ -148,7 +150,7 @@ def test_a_fresh_model_gets_its_tsne_map_made_in_the_background_with_progress(pa
         release.wait(60)
         return TsneMap(codes[:, :2].copy(), codes)
 
-    monkeypatch.setattr(cae.latent_maps, "fit_in_child", fit)
+    monkeypatch.setattr(cae.views.latent_maps, "fit_in_child", fit)
     torch.manual_seed(1)
     use_model(page, "fresh", ConvAutoencoder(ModelConfig(code_size=8)).eval())
     page.radio(key="cs_method").set_value("t-SNE").run()

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cae.config import ConfigError
-from cae.model import ConvAutoencoder, ModelConfig
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.models.config import ConfigError
 
 
 def model(**settings) -> ConvAutoencoder:

@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from cae.config import ConfigError
-from cae.denoising import DenoisingAutoencoder, DenoisingConfig
-from cae.model import ConvAutoencoder, ModelConfig
-from cae.noise import Noise, psnr
-from cae.registry import MODEL_TYPES, build_model, make_config, type_of
-from cae.variational import VariationalAutoencoder, VariationalConfig, kl_to_standard_normal
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.models.config import ConfigError
+from cae.models.denoising import DenoisingAutoencoder, DenoisingConfig
+from cae.models.noise import Noise, psnr
+from cae.models.registry import MODEL_TYPES, build_model, make_config, type_of
+from cae.models.variational import VariationalAutoencoder, VariationalConfig, kl_to_standard_normal
 
 
 def test_kl_term_matches_the_closed_form_on_known_numbers():

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cae import preprocess
-from cae.preprocess import ImageError, load_upload, to_model_input
-from tests.drawing import FOUR, SEVEN, canvas, encode as png
+from cae.engine import preprocess
+from cae.engine.preprocess import ImageError, load_upload, to_model_input
+from tests.drawing import FOUR, SEVEN, canvas
+from tests.drawing import encode as png
+
 
 def centre_of_mass(image):
     rows, cols = np.indices(image.shape)

@@ -11,11 +11,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from cae import checkpoint, ui
-from cae.config import Knob
-from cae.model import ConvAutoencoder, ModelConfig
-from cae.registry import MODEL_TYPES, ModelType
-from cae.training import RunState, StopReason
+from cae.engine import checkpoint
+from cae.engine.trainer import RunState, StopReason
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.models.config import Knob
+from cae.models.registry import MODEL_TYPES, ModelType
+from cae.ui import common as ui
 from tests.conftest import ROOT
 
 FAST = {"t_subset": 1000, "t_batch": 64, "t_epochs": 3, "t_lr": 1e-3}  # 16 steps an epoch

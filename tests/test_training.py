@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from cae.config import ConfigError
-from cae.metrics import model_mse, reconstruct
-from cae import model as model_module
-from cae.model import ModelConfig
-from cae.run_queue import RunQueue
-from cae.runner import TrainingRunner
-from cae.train_config import TrainConfig, pick_device
-from cae.training import RunState, StopReason, Trainer
+from cae.engine.metrics import model_mse, reconstruct
+from cae.engine.run_queue import RunQueue
+from cae.engine.runner import TrainingRunner
+from cae.engine.train_config import TrainConfig, pick_device
+from cae.engine.trainer import RunState, StopReason, Trainer
+from cae.models import autoencoder as model_module
+from cae.models.autoencoder import ModelConfig
+from cae.models.config import ConfigError
 
 
 def trainer(data, model_config=None, **settings) -> Trainer:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cae.config import ConfigError, check_choice, check_range
+from cae.models.config import ConfigError, check_choice, check_range
 
 # kind -> what its amount means, for help texts and messages
 KINDS = {"gaussian": "standard deviation of the added noise",
@@ -26,13 +26,13 @@ class Noise:
     kind: str = "gaussian"
     amount: float = 0.5
 
-    def validate(self) -> "Noise":
+    def validate(self) -> Noise:
         check_choice("noise", self.kind, KINDS)
         check_range("noise amount", self.amount, *AMOUNT_RANGE)
         return self
 
     @classmethod
-    def parse(cls, text: str) -> "Noise":
+    def parse(cls, text: str) -> Noise:
         """'gaussian:0.5', 'mask:0.5', 'saltpepper:0.2' -> Noise; ConfigError for anything else."""
         kind, _, amount = text.partition(":")
         try:

@@ -18,7 +18,7 @@ class Objective:
     terms: dict[str, torch.Tensor]  # name -> scalar; they add up to total
 
     @classmethod
-    def of(cls, **terms: torch.Tensor) -> "Objective":
+    def of(cls, **terms: torch.Tensor) -> Objective:
         return cls(sum(terms.values()), terms)
 
     def values(self) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """Figure builders for "The code space" page: the map of the codes, the code plane's decoded manifold,
 interpolation strips and neighbours. No st.* here.
 
-A sibling of cae/figures.py with its conventions (see figures._figure): plain lists, a data revision, no template,
+Built on cae.views.figures.base and its conventions (see stable_figure): plain lists, a data revision, no template,
 explicit ranges and fixed margins, so the browser plots each chart once. Every point of a map carries the index
 of its digit in `customdata`: a selection names points by trace and position, and each label is a trace of its own.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from cae.figures import GREY, INK, _figure, image_axes, tile
+from cae.views.figures.base import GREY, INK, image_axes, stable_figure, tile
 
 LABEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]  # digit 0..9 (tab10)
@@ -70,7 +70,7 @@ def code_map(coords: np.ndarray, labels: np.ndarray, *, title: str, yours: np.nd
     extent = map_extent(coords) if extent is None else extent
     if yours is not None:  # the star stays in view even when it lands outside the digits
         extent = np.stack([np.minimum(extent[:, 0], yours), np.maximum(extent[:, 1], yours)], 1)
-    return _figure(traces, title=dict(text=title), height=height, uirevision=revision or title,
+    return stable_figure(traces, title=dict(text=title), height=height, uirevision=revision or title,
                    margin=dict(l=45, r=95, t=40, b=40), hovermode="closest", dragmode="zoom",
                    legend=dict(title=dict(text="label"), itemsizing="constant", x=1.01, xanchor="left", y=1,
                                yanchor="top"),
@@ -107,7 +107,7 @@ def manifold_figure(image: np.ndarray, extent: np.ndarray, *, size: int, marked:
                            marker=dict(symbol="x-thin", size=16, line=dict(width=3, color=YOURS))))
     picture = dict(source=png_source(image), xref="x", yref="y", x=left, y=top, sizex=right - left,
                    sizey=top - bottom, sizing="stretch", layer="below")
-    return _figure(traces, title=dict(text=f"The decoder's view of the plane: {size} x {size} codes decoded"),
+    return stable_figure(traces, title=dict(text=f"The decoder's view of the plane: {size} x {size} codes decoded"),
                    images=[picture], height=height, uirevision=revision or "manifold", hovermode="closest",
                    dragmode="zoom", margin=dict(l=45, r=10, t=40, b=40),
                    xaxis=dict(range=[left, right], title=dict(text="code[0]"), showgrid=False, zeroline=False),
@@ -122,7 +122,8 @@ def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[st
     """
     steps = max(len(images) for _, images in rows)
     # Image rows left above each strip for its caption: the images scale with the strip's width, so a long strip
-    # needs more rows to leave ~16 px for a 13 px caption (5 rows let a 10-step strip's caption slip under the row above).
+    # needs more rows to leave ~16 px for a 13 px caption (5 rows let a 10-step strip's caption slip under the row
+    # above).
     label_rows = max(5, math.ceil(steps * 29 / 40))
     blocks, notes = [], []
     for number, (caption, images) in enumerate(rows):
@@ -138,6 +139,6 @@ def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[st
     canvas = np.concatenate(blocks)
     heatmap = dict(type="heatmap", z=canvas, zmin=0, zmax=1, colorscale=GREY, showscale=False,
                    hovertemplate="%{z:.3f}<extra></extra>")
-    return _figure([heatmap], title=dict(text=title), annotations=notes,
+    return stable_figure([heatmap], title=dict(text=title), annotations=notes,
                    height=height or 50 + 150 * len(rows), margin=dict(l=5, r=5, t=35 if title else 5, b=5),
                    **image_axes(*canvas.shape))

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cae.config import Knob, check_range
-from cae.model import FLAT, ConvAutoencoder, ModelConfig
-from cae.objective import Objective
+from cae.models.autoencoder import FLAT, ConvAutoencoder, ModelConfig
+from cae.models.config import Knob, check_range
+from cae.models.objective import Objective
 
 LOG_VARIANCE_LIMIT = 10.0  # exp(+-10): keeps a wild early step from overflowing the KL term
 
@@ -30,7 +30,7 @@ class VariationalConfig(ModelConfig):
     KNOBS = (Knob("beta", "Beta (weight of the KL term)", "1 trains the true lower bound. Larger: a tidier code, "
                                                           "blurrier digits.", low=0.0, high=10.0, step=0.25),)
 
-    def validate(self) -> "VariationalConfig":
+    def validate(self) -> VariationalConfig:
         super().validate()
         check_range("beta", self.beta, *self.RANGES["beta"])
         return self

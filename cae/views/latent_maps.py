@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae.run_queue import RunQueue, default_places
+from cae.engine.run_queue import RunQueue, default_places
 
 PERPLEXITY = 30  # openTSNE's default
 # Half openTSNE's default steps (250 + 500): the same 5-NN accuracy on 10,000 codes at well under half the CPU
@@ -177,14 +177,12 @@ def fit_in_child(codes: np.ndarray, progress: Progress, *, threads: int = 2,
     A process, not a thread: openTSNE's neighbour search held the GIL for 3 s at a time here, which would
     freeze every visitor's page; and a niced process gives way to the server's pages on a small machine.
     """
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="cae-map-") as folder:
         codes_path, out, preview = (Path(folder) / name for name in ("codes.npy", "map.npy", "preview.npy"))
         np.save(codes_path, np.asarray(codes, np.float32))
         with open(Path(folder) / "stderr.txt", "w+") as errors:
-            child = subprocess.Popen([sys.executable, "-m", "cae.latent_maps", str(codes_path), str(out),
-                                      "--threads", str(threads)], cwd=root, env=env, stdout=subprocess.PIPE,
+            child = subprocess.Popen([sys.executable, "-m", "cae.views.latent_maps", str(codes_path), str(out),
+                                      "--threads", str(threads)], stdout=subprocess.PIPE,
                                      stderr=errors, text=True)
             # A stuck process must not keep its place in the queue for ever: other models' maps wait for it.
             killed = threading.Event()
@@ -289,7 +287,7 @@ class MapJobs:
 
 def _child(argv: list[str] | None = None) -> int:
     """The child process of fit_in_child: CODES.npy -> OUT.npy, a JSON progress line at a time on stdout."""
-    parser = argparse.ArgumentParser(prog="python -m cae.latent_maps")
+    parser = argparse.ArgumentParser(prog="python -m cae.views.latent_maps")
     parser.add_argument("codes", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--threads", type=int, default=2)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cae.config import ConfigError, check_choice, check_range
+from cae.models.config import ConfigError, check_choice, check_range
 
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("mse", "bce")
@@ -34,9 +34,10 @@ class TrainConfig:
     device: str = "auto"  # "auto": CUDA, else MPS, else CPU
 
     RANGES = {"epochs": (1, 500), "batch_size": (1, 4096), "learning_rate": (1e-6, 10.0),
-              "momentum": (0.0, 0.999), "train_subset": (0, 10_000_000), "val_subset": (0, 10_000_000), "seed": (0, 2**31 - 1)}
+              "momentum": (0.0, 0.999), "train_subset": (0, 10_000_000), "val_subset": (0, 10_000_000),
+              "seed": (0, 2**31 - 1)}
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         for name in ("epochs", "batch_size", "train_subset", "val_subset", "seed"):
             check_range(name, getattr(self, name), *self.RANGES[name], integer=True)
         check_range("learning_rate", self.learning_rate, *self.RANGES["learning_rate"])
@@ -54,7 +55,7 @@ class TrainConfig:
 
 # What a first Start on the Train page uses, chosen by measurement so that it beats PCA within 30 s on either data
 # source (README, "Defaults that teach"). The first epochs check 1,000 validation digits; the last checks them all,
-# and that check is the run's score (cae.training).
+# and that check is the run's score (cae.engine.trainer).
 PAGE_DEFAULTS = TrainConfig(epochs=4, batch_size=64, learning_rate=3e-3, schedule="constant", train_subset=5000,
                             val_subset=1000)
 

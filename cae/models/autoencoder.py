@@ -4,7 +4,7 @@ Pure PyTorch: no files, no Streamlit, no argument parsing. The decoder mirrors t
 (the post's choice) each transposed convolution uses the very weight tensor of the matching encoder convolution,
 which is the post's lesson in code: a "deconvolution" is a full convolution with the kernel rotated 180 degrees.
 
-ConvAutoencoder is also the interface every model type offers (cae.registry): `encode`, `decode`, `reconstruct`,
+ConvAutoencoder is also the interface every model type offers (cae.models.registry): `encode`, `decode`, `reconstruct`,
 `objective` (the training loss and its named terms), `loss_label`, the stage generators the pages draw, and the
 config's `describe`. The denoising and variational types subclass it and change only what differs.
 """
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cae.config import ConfigError, check_choice, check_range
-from cae.objective import Objective, per_pixel_loss
+from cae.models.config import ConfigError, check_choice, check_range
+from cae.models.objective import Objective, per_pixel_loss
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid}
 CHANNELS = 32  # filters in each convolution, as in the post
@@ -52,9 +52,9 @@ class ModelConfig:
     activation: str = "tanh"  # after each hidden conv / transposed conv and the decoder's dense layer
 
     RANGES = {"code_size": (1, 256), "dropout": (0.0, 0.9)}  # class constant, not a field
-    KNOBS = ()  # a type's own settings beyond these, as pages offer them (cae.config.Knob); not a field
+    KNOBS = ()  # a type's own settings beyond these, as pages offer them (cae.models.config.Knob); not a field
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         """Return self, or raise ConfigError naming the first field that is out of range."""
         check_range("code_size", self.code_size, *self.RANGES["code_size"], integer=True)
         check_range("dropout", self.dropout, *self.RANGES["dropout"])
@@ -174,7 +174,7 @@ class ConvAutoencoder(nn.Module):
         return f"{loss.upper()} per pixel"
 
     def collapse_advice(self, train_config) -> str:
-        """What to tell a person whose run collapsed to one output for every digit (cae.training)."""
+        """What to tell a person whose run collapsed to one output for every digit (cae.engine.trainer)."""
         return (f"The learning rate {train_config.learning_rate:g} is too large for {train_config.optimizer}: its "
                 f"first steps threw the weights so far that the units saturate and their gradients vanish, so more "
                 f"training will not bring it back. Try 0.001 to 0.003 with Adam.")

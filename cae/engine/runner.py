@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from cae.metrics import reconstruct
-from cae.run_queue import RunQueue
-from cae.training import History, RunState, StopReason, Trainer
+from cae.engine.metrics import reconstruct
+from cae.engine.run_queue import RunQueue
+from cae.engine.trainer import History, RunState, StopReason, Trainer
 
 ORPHAN_SECONDS = 45.0  # a run whose session has been gone this long stops (a reconnecting tab comes back sooner)
 OWNER_CHECK_SECONDS = 1.0

@@ -21,9 +21,9 @@ import torch  # noqa: E402,F401
 import torchvision  # noqa: E402,F401
 import torchvision.utils  # noqa: E402,F401
 
-import cae.figures_inside  # noqa: E402,F401
-import cae.figures_latent  # noqa: E402,F401
-import cae.inside  # noqa: E402,F401
-import cae.latent  # noqa: E402,F401
-import cae.latent_maps  # noqa: E402,F401
-import cae.ui  # noqa: E402,F401  (and through it the rest of cae the pages use)
+import cae.ui.common  # noqa: E402,F401  (and through it the rest of cae the pages use)
+import cae.views.figures.code_space  # noqa: E402,F401
+import cae.views.figures.inside  # noqa: E402,F401
+import cae.views.inside  # noqa: E402,F401
+import cae.views.latent  # noqa: E402,F401
+import cae.views.latent_maps  # noqa: E402,F401

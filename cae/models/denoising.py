@@ -1,6 +1,6 @@
 """The denoising autoencoder: the post's network, trained to rebuild clean digits from corrupted ones.
 
-Only the objective differs: the input is corrupted (cae.noise) and the loss compares the output with the clean
+Only the objective differs: the input is corrupted (cae.models.noise) and the loss compares the output with the clean
 digit. The corruption is part of the model's config, so a checkpoint says what the model learned to remove.
 """
 
@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import torch
 
-from cae.config import Knob
-from cae.model import ConvAutoencoder, ModelConfig
-from cae.noise import KINDS, Noise
-from cae.objective import Objective, per_pixel_loss
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.models.config import Knob
+from cae.models.noise import KINDS, Noise
+from cae.models.objective import Objective, per_pixel_loss
 
 
 @dataclass(frozen=True)
 class DenoisingConfig(ModelConfig):
-    noise: str = "gaussian"  # corruption while training: "gaussian", "mask" or "saltpepper" (cae.noise.KINDS)
+    noise: str = "gaussian"  # corruption while training: "gaussian", "mask" or "saltpepper" (cae.models.noise.KINDS)
     noise_amount: float = 0.5  # its sigma, or the fraction of pixels it changes
 
     KNOBS = (Knob("noise", "Noise while training", "; ".join(f"{kind}: {what}" for kind, what in KINDS.items()),
@@ -30,7 +30,7 @@ class DenoisingConfig(ModelConfig):
     def corruption(self) -> Noise:
         return Noise(self.noise, self.noise_amount)
 
-    def validate(self) -> "DenoisingConfig":
+    def validate(self) -> DenoisingConfig:
         super().validate()
         self.corruption.validate()
         return self

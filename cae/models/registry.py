@@ -1,7 +1,8 @@
 """The model types the app knows, by name: each has a config dataclass and a network built from it.
 
 A checkpoint records its model type's name; the trainer, pages and command lines build models only through this
-module and call only the interface of cae.model.ConvAutoencoder, so a new type is added here and in its own module.
+module and call only the interface of cae.models.autoencoder.ConvAutoencoder, so a new type is added here and in
+its own module.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 
 from torch import nn
 
-from cae.config import ConfigError, config_from_dict
-from cae.denoising import DenoisingAutoencoder, DenoisingConfig
-from cae.model import ConvAutoencoder, ModelConfig
-from cae.variational import VariationalAutoencoder, VariationalConfig
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.models.config import ConfigError, config_from_dict
+from cae.models.denoising import DenoisingAutoencoder, DenoisingConfig
+from cae.models.variational import VariationalAutoencoder, VariationalConfig
 
 
 @dataclass(frozen=True)

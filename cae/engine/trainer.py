@@ -1,8 +1,9 @@
 """The steppable trainer shared by the command line and the UI, with its run states and stop reasons.
 
 `Trainer.step()` trains one batch and returns what happened as plain data; the command line calls it in a loop,
-the training page calls it from `cae.runner.TrainingRunner`'s thread. The trainer knows no model type: it asks the
-model for its objective (cae.objective), records the terms it reports, and asks it what to advise on a collapse.
+the training page calls it from `cae.engine.runner.TrainingRunner`'s thread. The trainer knows no model type: it
+asks the model for its objective (cae.models.objective), records the terms it reports, and asks it what to advise
+on a collapse.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from cae.checkpoint import Checkpoint
-from cae.data import MnistData
-from cae.metrics import as_batch, reconstruction_stats
-from cae.registry import build_model
-from cae.train_config import TrainConfig, pick_device, scheduled_lr
+from cae.engine.checkpoint import Checkpoint
+from cae.engine.data import MnistData
+from cae.engine.metrics import as_batch, reconstruction_stats
+from cae.engine.train_config import TrainConfig, pick_device, scheduled_lr
+from cae.models.registry import build_model
 
 _SEED_LOCK = threading.Lock()  # seeding the global RNG for weight init must not interleave between sessions
 # A model whose reconstructions vary across digits less than this share of the digits' own variation gives the same
@@ -66,7 +67,7 @@ class History:
     train_seconds: float = 0.0  # time spent in training steps, validation excluded
     samples: int = 0  # digits trained on so far, repeats counted
 
-    def copy(self) -> "History":
+    def copy(self) -> History:
         return replace(self, train_loss=list(self.train_loss), val_step=list(self.val_step),
                        val_mse=list(self.val_mse), terms={name: list(v) for name, v in self.terms.items()})
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cae.noise import psnr
+from cae.models.noise import psnr
 
 # Digits per forward pass when scoring: on a 2-core machine 256 ran twice as fast as 1,000 (the first layers'
 # activations of 1,000 digits, 74 MB, do not stay in cache).
@@ -112,7 +112,7 @@ def denoising_psnr(model: nn.Module, images: torch.Tensor | np.ndarray, noise, *
                    batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """(PSNR of the noisy digits, PSNR of the model's output from them), both against the clean digits, in dB.
 
-    `noise` is a cae.noise.Noise; its seeded draw is the same for every model, so models compare on equal terms.
+    `noise` is a cae.models.noise.Noise; its seeded draw is the same for every model, so models compare on equal terms.
     """
     generator = torch.Generator().manual_seed(seed)
     noisy_error = output_error = 0.0

@@ -21,15 +21,17 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from torch import nn
 
-from cae import checkpoint, explore, figures
-from cae.checkpoint import Checkpoint, CheckpointError
-from cae.data import MnistData, load_mnist
-from cae.metrics import model_mse, pca_mse
-from cae.noise import Noise
-from cae.registry import type_of
-from cae.run_queue import RunQueue, default_places, places_from_environment
-from cae.runner import TrainingRunner
-from cae.training import RunState
+from cae.engine import checkpoint
+from cae.engine.checkpoint import Checkpoint, CheckpointError
+from cae.engine.data import MnistData, load_mnist
+from cae.engine.metrics import model_mse, pca_mse
+from cae.engine.run_queue import RunQueue, default_places, places_from_environment
+from cae.engine.runner import TrainingRunner
+from cae.engine.trainer import RunState
+from cae.models.noise import Noise
+from cae.models.registry import type_of
+from cae.views import explore
+from cae.views.figures import base as figures
 
 DEFAULT_LABEL = next(iter(checkpoint.PRETRAINED))
 
@@ -255,8 +257,8 @@ def model_sidebar() -> ChosenModel:
 
 
 def chart(figure, *, key: str, where=st) -> None:
-    """A figure from cae.figures, drawn without Streamlit's theme: it brings its own look, and a themed copy would
-    make the browser plot it again after mounting it (see figures._figure)."""
+    """A figure from cae.views.figures, drawn without Streamlit's theme: it brings its own look, and a themed copy would
+    make the browser plot it again after mounting it (see figures.base.stable_figure)."""
     where.plotly_chart(figure, key=key, width="stretch", theme=None)
 
 

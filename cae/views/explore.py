@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cae.metrics import as_batch, per_image_mse, reconstruct
-from cae.noise import Noise, psnr
+from cae.engine.metrics import as_batch, per_image_mse, reconstruct
+from cae.models.noise import Noise, psnr
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class ScoredSamples:
     outputs: np.ndarray
     mse: np.ndarray  # (N,) per image
 
-    def worst_first(self) -> "ScoredSamples":
+    def worst_first(self) -> ScoredSamples:
         order = np.argsort(-self.mse)
         return ScoredSamples(self.indices[order], self.originals[order], self.outputs[order], self.mse[order])
 

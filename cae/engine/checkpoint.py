@@ -20,9 +20,9 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from cae.config import ConfigError, config_from_dict
-from cae.registry import ModelType, build_model, make_config, model_type, type_of
-from cae.train_config import TrainConfig
+from cae.engine.train_config import TrainConfig
+from cae.models.config import ConfigError, config_from_dict
+from cae.models.registry import ModelType, build_model, make_config, model_type, type_of
 
 FORMAT = "cae-explorer-checkpoint"
 VERSION = 2  # 2: model types (cae, dae, vae); 1: the autoencoder alone, same fields
@@ -42,11 +42,11 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class Checkpoint:
-    model_config: Any  # the model type's config dataclass (cae.registry), which names the type
+    model_config: Any  # the model type's config dataclass (cae.models.registry), which names the type
     state_dict: dict[str, torch.Tensor]
     train_config: TrainConfig | None = None  # None for weights from elsewhere
-    history: dict[str, Any] = field(default_factory=dict)  # cae.training.History as a dict
-    data_source: str = ""  # cae.data.FULL or SAMPLE
+    history: dict[str, Any] = field(default_factory=dict)  # cae.engine.trainer.History as a dict
+    data_source: str = ""  # cae.engine.data.FULL or SAMPLE
     metrics: dict[str, Any] = field(default_factory=dict)  # val_mse, test_mse, pca_mse, steps, ...
     versions: dict[str, str] = field(default_factory=library_versions)
 
@@ -160,7 +160,7 @@ def _checked(raw: Any) -> Checkpoint:
     return checkpoint
 
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"  # cae/pretrained: the shipped models
 DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"  # each made by the command in README.md
 # The shipped models, by the label the sidebar shows; the first is the default.
 PRETRAINED = {

@@ -1,7 +1,7 @@
 """Figure builders for the "How it works" page: stage maps, the architecture diagram, the two computations of a
 transposed convolution side by side, and the step-through's small numbered grids. No st.* here.
 
-A sibling of cae/figures.py with its conventions (see figures._figure): plain lists, a data revision, no
+Built on cae.views.figures.base and its conventions (see stable_figure): plain lists, a data revision, no
 template, explicit ranges for image axes and fixed margins, so the browser plots each chart once.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import plotly.graph_objects as go
 
-from cae.figures import DIVERGING, GREY, INK, RULE, _figure, image_axes, tile
-from cae.inside import Box, GatherStep, ScatterStep, shape_text
+from cae.views.figures.base import DIVERGING, GREY, INK, RULE, image_axes, stable_figure, tile
+from cae.views.inside import Box, GatherStep, ScatterStep, shape_text
 
 HIGHLIGHT = "#ffb000"  # the output cell followed in every view
 OUTLINE = "#2ca02c"  # the stamp or window in play
@@ -52,7 +52,7 @@ def stage_figure(name: str, values: np.ndarray, *, image: bool = False) -> go.Fi
     heatmap = dict(type="heatmap", z=grid, showscale=False, hovertemplate="%{z:.3f}<extra></extra>", **colours)
     rows, cols = grid.shape
     plot_height = int(np.clip(200 * rows / cols, 16, 170))  # a quarter of the page: ~170 px centred, ~300 wide
-    return _figure([heatmap], title=dict(text=f"{name} · {shape_text(values.shape)}", font=dict(size=13)),
+    return stable_figure([heatmap], title=dict(text=f"{name} · {shape_text(values.shape)}", font=dict(size=13)),
                    height=plot_height + 40, margin=dict(l=5, r=5, t=32, b=8), **image_axes(rows, cols))
 
 
@@ -95,7 +95,7 @@ def architecture_figure(encoder: Sequence[Box], decoder: Sequence[Box], *, tied:
              f"(this model: {chosen})")
     if other:
         title += " · also " + ", ".join(f"{b.stage} {_params_text(b)}" for b in other)
-    return _figure([], title=dict(text=title), shapes=shapes, annotations=notes, height=300,
+    return stable_figure([], title=dict(text=title), shapes=shapes, annotations=notes, height=300,
                    margin=dict(l=5, r=5, t=40, b=5),
                    xaxis=dict(visible=False, range=[-0.1, columns * step - gap + 0.1]),
                    yaxis=dict(visible=False, range=[2.7, -0.1]))
@@ -139,7 +139,7 @@ def panels_figure(panels: Sequence[Panel], *, title: str, height: int = 330, dig
                                y1=row + box_rows - 0.5, line=dict(color=colour, width=3)))
         left += values.shape[1] + gap
     width = left - gap
-    return _figure(traces, title=dict(text=title, font=dict(size=14)), shapes=shapes, annotations=notes,
+    return stable_figure(traces, title=dict(text=title, font=dict(size=14)), shapes=shapes, annotations=notes,
                    height=height, margin=dict(l=5, r=5, t=58, b=5), **image_axes(rows, width, headroom=1.6))
 
 
@@ -159,8 +159,8 @@ def comparison_figure(by_transpose: np.ndarray, by_full_conv: np.ndarray, *, lay
                        hovertemplate="%{z:.2e}<extra></extra>"))
     notes = [dict(x=index * (size + gap) - 0.5, y=-0.6, text=text, showarrow=False, xanchor="left",
                   yanchor="bottom", font=dict(size=11)) for index, text in enumerate(titles)]
-    return _figure(traces, title=dict(text=f"{layer}, output channel {channel} ({shape_text(by_transpose.shape)}), "
-                                           "before its activation",
+    shape = shape_text(by_transpose.shape)
+    return stable_figure(traces, title=dict(text=f"{layer}, output channel {channel} ({shape}), before its activation",
                                       font=dict(size=14)),
                    annotations=notes, height=240, margin=dict(l=5, r=5, t=58, b=5),
                    **image_axes(size, 3 * size + 2 * gap, headroom=max(2.0, size * 0.18)))
@@ -183,7 +183,7 @@ def kernels_figure(stored: np.ndarray, *, title: str, per_row: int = 16) -> go.F
                           font=dict(size=11)))
     rows = 2 * block_rows + gap
     cols = per_row * (k + 1) - 1
-    return _figure(traces, title=dict(text=title, font=dict(size=13)), annotations=notes, height=200,
+    return stable_figure(traces, title=dict(text=title, font=dict(size=13)), annotations=notes, height=200,
                    margin=dict(l=5, r=5, t=36, b=5), **image_axes(rows, cols, headroom=6))
 
 

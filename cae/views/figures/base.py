@@ -1,0 +1,141 @@
+"""What every page's figures share: the look (colours, font, JSON-stable figures drawn without Streamlit's theme),
+image axes, digits side by side, the code as bars, grids of digits and tiles of kernels. No st.* here."""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from torchvision.utils import make_grid
+
+GREY = [[0, "black"], [1, "white"]]
+ERROR = "Reds"
+DIVERGING = "RdBu_r"  # kernels: blue negative, red positive, white at zero
+GRID_PAD = 2
+# The charts are drawn without Streamlit's theme (see stable_figure): text and rules in a grey that reads on its light
+# and
+# dark themes alike (the theme's own grey for chart text), on a transparent background, in the app's font.
+INK = "#808495"
+RULE = "rgba(128, 132, 149, 0.3)"
+CLEAR = "rgba(0,0,0,0)"
+FONT = dict(family='"Source Sans", "Source Sans Pro", sans-serif', size=12, color=INK)
+
+
+def image_axes(height: int, width: int, *, headroom: float = 0) -> dict:
+    """Axes that show a height x width array as an image: square pixels, row 0 at the top, no ticks.
+
+    `headroom` rows above row 0 stay in view for labels anchored there: plotly hides a label whose anchor lies
+    outside an axis's explicit range (explicit: see stable_figure).
+    """
+    return dict(xaxis=dict(visible=False, range=[-0.5, width - 0.5], constrain="domain"),
+                yaxis=dict(visible=False, range=[height - 0.5, -0.5 - headroom], scaleanchor="x", constrain="domain"))
+
+
+def _plain(value):
+    """Arrays as JSON lists (NaN as null), floats to 6 significant digits of the array's largest value."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        nested = value and isinstance(value[0], (dict, list, tuple, np.ndarray))
+        return [_plain(v) for v in value] if nested else value
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype.kind != "f":
+        return value.tolist()
+    value = value.astype(np.float64)  # float32's digits would come back as 0.12349999696...
+    finite = np.isfinite(value)
+    largest = float(np.abs(value[finite]).max()) if finite.any() else 0.0
+    if largest > 0:
+        value = np.round(value, max(0, 5 - int(np.floor(np.log10(largest)))))
+    return value.tolist() if finite.all() else np.where(finite, value, None).tolist()
+
+
+def _styled(layout: dict) -> dict:
+    """The app's look, under a figure's own layout; margins never grow (see stable_figure): each figure sets its own."""
+    out = {"font": FONT, "paper_bgcolor": CLEAR, "plot_bgcolor": CLEAR, **layout,
+           "margin": {**layout.get("margin", {}), "autoexpand": False}}
+    for axis in ("xaxis", "yaxis"):
+        out[axis] = {"gridcolor": RULE, "zerolinecolor": RULE, "linecolor": RULE, **layout.get(axis, {})}
+    if "title" in layout:
+        out["title"] = {"x": 0.01, "xanchor": "left", "font": {"size": 16, "weight": 600}, **layout["title"]}
+    return out
+
+
+def stable_figure(traces: list[dict], **layout) -> go.Figure:
+    """A figure the browser draws once, not three times (pages show it with `theme=None`; see ui.chart).
+
+    Streamlit mounts a new chart whenever a figure changes (the live training view: two a second). After mounting
+    it re-renders the chart with a copy of the figure made through JSON; plotly.js then finds "changes" and plots
+    everything again: typed arrays (numpy's base64 encoding) come back as objects, a theme template or an empty
+    one ({}) as a new object, a reversed autorange as the range plotly wrote back. Here: plain lists, a data
+    revision (arrays are then not compared one by one), no template (null), explicit ranges for image axes.
+    Margins do not grow to fit labels, legend or colour bar either (each growth is another full plot), and no
+    plotly validation (several times faster to build). Measured on the training page in steady training: the
+    browser's renderer 0.16 -> 0.12 of a core.
+    """
+    revision = zlib.crc32(pickle.dumps(traces))  # before _plain: arrays pickle as raw bytes
+    traces = _plain(traces)
+    figure = go.Figure(data=traces, layout={**_styled(layout), "datarevision": revision}, _validate=False)
+    figure.layout.template = None  # after construction: at construction None means plotly's default template
+    return figure
+
+
+def digit_panels(panels: Sequence[tuple[str, np.ndarray]], *, error_panel: int | None = None,
+                 height: int = 260) -> go.Figure:
+    """28x28 images side by side, pixels sharp; the error panel, if any, on a red scale.
+
+    All panels share one pair of axes (a grey trace and a red one), which the browser draws several times faster
+    than one subplot per panel: this figure is redrawn after every stroke.
+    """
+    gap = 3
+    width = len(panels) * (28 + gap) - gap
+    grey = np.full((28, width), np.nan, np.float32)
+    red = np.full((28, width), np.nan, np.float32)
+    for i, (_, image) in enumerate(panels):
+        (red if i == error_panel else grey)[:, i * (28 + gap):i * (28 + gap) + 28] = image
+    traces = [dict(type="heatmap", z=grey, zmin=0, zmax=1, colorscale=GREY, showscale=False,
+                   hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>")]
+    if error_panel is not None:
+        traces.append(dict(type="heatmap", z=red, zmin=0, zmax=float(max(np.nanmax(red), 1e-3)), colorscale=ERROR,
+                           showscale=False, hovertemplate="squared error %{z:.4f}<extra></extra>"))
+    titles = [dict(x=i * (28 + gap) + 13.5, y=-1, text=title, showarrow=False, yanchor="bottom", font=dict(size=13))
+              for i, (title, _) in enumerate(panels)]
+    return stable_figure(traces, annotations=titles, height=height, margin=dict(l=5, r=5, t=30, b=5),
+                   **image_axes(28, width, headroom=1))
+
+
+def code_chart(code: np.ndarray) -> go.Figure:
+    code = np.asarray(code).ravel()
+    colours = np.where(code >= 0, "#d62728", "#1f77b4")  # red positive, blue negative
+    bars = dict(type="bar", x=np.arange(len(code)), y=code, marker=dict(color=colours),
+                hovertemplate="code[%{x}] = %{y:.3f}<extra></extra>")
+    return stable_figure([bars], title=dict(text=f"The code: {len(code)} numbers"), height=220, bargap=0.1,
+                   margin=dict(l=45, r=5, t=35, b=40), xaxis=dict(title=dict(text="code index")))
+
+
+def sample_grid(originals: np.ndarray, reconstructions: np.ndarray, per_row: int) -> np.ndarray:
+    """One 2-D image: `per_row` originals a row, each row of them over its reconstructions (make_grid's layout)."""
+    count = len(originals)
+    tiles = []
+    for start in range(0, count, per_row):
+        row = slice(start, min(start + per_row, count))
+        padding = per_row - (row.stop - row.start)
+        for block in (originals[row], reconstructions[row]):
+            tiles.extend(list(block) + [np.zeros((28, 28), np.float32)] * padding)
+    return make_grid(torch.as_tensor(np.asarray(tiles, np.float32)).unsqueeze(1), nrow=per_row, padding=GRID_PAD,
+                     pad_value=0.35)[0].numpy()
+
+
+def tile(kernels: np.ndarray, per_row: int) -> np.ndarray:
+    """(N, k, k) -> one 2-D array of tiles separated by NaN gaps (drawn as blank)."""
+    count, k = len(kernels), kernels.shape[-1]
+    rows = -(-count // per_row)
+    out = np.full((rows * (k + 1) - 1, per_row * (k + 1) - 1), np.nan, np.float32)
+    for i, kernel in enumerate(kernels):
+        r, c = divmod(i, per_row)
+        out[r * (k + 1):r * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = kernel
+    return out

@@ -55,31 +55,93 @@ def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Se
     if pca_mse is not None:
         shapes.append(dict(type="line", xref="paper", x0=0, x1=1, y0=pca_mse, y1=pca_mse,
                            line=dict(color="grey", dash="dot")))
-        notes.append(dict(xref="paper", x=1, y=pca_mse, text=f"PCA {pca_mse:.4f}", showarrow=False,
-                          xanchor="right", yanchor="bottom"))
+        # An annotation on a log axis is placed by the value's log10 (a shape by the value itself).
+        notes.append(dict(xref="paper", x=1, y=math.log10(pca_mse) if log_scale else pca_mse,
+                          text=f"PCA {pca_mse:.4f}", showarrow=False, xanchor="right", yanchor="bottom"))
     scale = "log" if log_scale else "linear"
     xaxis = dict(title=dict(text="step"))
     yaxis = dict(title=dict(text=f"loss ({loss_name})"), type=scale)
     extra = {}
     if terms:  # an objective in nats per digit and an MSE per pixel need axes of their own
         term_values = [v for values in terms.values() for v in values]
-        yaxis["range"] = _value_range([*train_loss, *term_values], log_scale)
+        yaxis.update(_value_axis([*train_loss, *term_values], log_scale))
         extra["yaxis2"] = dict(title=dict(text="validation MSE"), type=scale, overlaying="y", side="right",
-                               showgrid=False, range=_value_range([*val_mse, pca_mse], log_scale))
-        if extra["yaxis2"]["range"] is None:
-            del extra["yaxis2"]["range"]
+                               showgrid=False, **_value_axis([*val_mse, pca_mse], log_scale))
         if pca_mse is not None:
             shapes[0]["yref"] = notes[0]["yref"] = "y2"
     else:
-        yaxis["range"] = _value_range([*train_loss, *val_mse, pca_mse], log_scale)
-    if yaxis["range"] is None:
-        del yaxis["range"]
+        yaxis.update(_value_axis([*train_loss, *val_mse, pca_mse], log_scale))
     if train_loss or val_step:  # explicit ranges (see stable_figure)
         xaxis["range"] = [0, max(total_steps or 0, len(train_loss), max(val_step, default=0)) + 1]
+    if train_loss:
+        notes.extend(_start_and_now(steps, smooth(train_loss)[::stride], log_scale))
+    # The legend sits below the plot, two entries a row (inside it, it covered the curves); margins never grow by
+    # themselves (see stable_figure), so the bottom one is made to fit it.
+    bottom = 55 + 22 * -(-len(traces) // 2)
     return stable_figure(traces, title=dict(text="Loss"), xaxis=xaxis, yaxis=yaxis, shapes=shapes, annotations=notes,
-                   height=340, margin=dict(l=60, r=60 if terms else 10, t=40, b=45),
-                   legend=dict(x=0.99, y=0.99, xanchor="right", yanchor="top", bgcolor="rgba(128, 132, 149, 0.12)"),
-                   **extra)
+                         height=295 + bottom, margin=dict(l=60, r=60 if terms else 10, t=40, b=bottom),
+                         legend=dict(orientation="h", x=0, y=-0.2, xanchor="left", yanchor="top"), **extra)
+
+
+def _start_and_now(steps: np.ndarray, smoothed: np.ndarray, log_scale: bool) -> list[dict]:
+    """Where the smoothed training loss started and where it is now, written on the curve."""
+    notes = []
+    for step, value, label, anchor in ((steps[0], smoothed[0], "start", "left"),
+                                       (steps[-1], smoothed[-1], "now", "right")):
+        if not math.isfinite(value) or (log_scale and value <= 0):
+            continue
+        notes.append(dict(x=float(step), y=math.log10(value) if log_scale else float(value),
+                          text=f"{label} {_number(value)}", showarrow=False, xanchor=anchor, yanchor="bottom",
+                          font=dict(size=11, color="#1f77b4")))
+    if len(steps) == 1:
+        notes = notes[:1]
+    return notes
+
+
+def _number(value: float, digits: int = 3) -> str:
+    """A loss as a person reads it: 3 significant digits, no exponent between 0.001 and 100,000."""
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        decimals = max(0, digits - 1 - math.floor(math.log10(abs(value)))) if value else 0
+        return f"{value:,.{decimals}f}"
+    return f"{value:.{digits - 1}e}"
+
+
+def log_ticks(low: float, high: float, most: int = 8) -> list[float]:
+    """Tick values for a log axis from low to high that read at a glance: 1-2-5 steps, or every digit when the
+    range is under a decade and a half, or evenly spaced values when it is narrower than one digit's step.
+
+    plotly's own choice over a short range labelled ticks "2, 0.1, 9, 8, 7 ... 3, 2": digits without their decade.
+    """
+    low_decade, high_decade = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0 ** decade for decade in range(low_decade, high_decade + 1) for m in mantissas]
+        ticks = [t for t in ticks if low <= t <= high]
+        if len(ticks) > most:
+            step = -(-len(ticks) // most)
+            return ticks[::step]
+        if len(ticks) >= 3:
+            return ticks
+    return list(np.linspace(low, high, 4))
+
+
+def tick_labels(values: Sequence[float]) -> list[str]:
+    """The fewest significant digits (at least 1) that tell every tick from its neighbours."""
+    for digits in range(1, 8):
+        labels = [_number(v, digits) for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [_number(v, 8) for v in values]
+
+
+def _value_axis(values: Sequence[float | None], log_scale: bool) -> dict:
+    """An explicit range around the finite positive values, with readable ticks on a log axis ({} with none)."""
+    axis_range = _value_range(values, log_scale)
+    if axis_range is None:
+        return {}
+    if not log_scale:
+        return {"range": axis_range}
+    ticks = log_ticks(10 ** axis_range[0], 10 ** axis_range[1])
+    return {"range": axis_range, "tickmode": "array", "tickvals": ticks, "ticktext": tick_labels(ticks)}
 
 
 def _value_range(values: Sequence[float | None], log_scale: bool) -> list[float] | None:

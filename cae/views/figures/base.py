@@ -105,7 +105,7 @@ def digit_panels(panels: Sequence[tuple[str, np.ndarray]], *, error_panel: int |
     titles = [dict(x=i * (28 + gap) + 13.5, y=-1, text=title, showarrow=False, yanchor="bottom", font=dict(size=13))
               for i, (title, _) in enumerate(panels)]
     return stable_figure(traces, annotations=titles, height=height, margin=dict(l=5, r=5, t=30, b=5),
-                   **image_axes(28, width, headroom=1))
+                         **image_axes(28, width, headroom=1))
 
 
 def code_chart(code: np.ndarray) -> go.Figure:
@@ -114,7 +114,7 @@ def code_chart(code: np.ndarray) -> go.Figure:
     bars = dict(type="bar", x=np.arange(len(code)), y=code, marker=dict(color=colours),
                 hovertemplate="code[%{x}] = %{y:.3f}<extra></extra>")
     return stable_figure([bars], title=dict(text=f"The code: {len(code)} numbers"), height=220, bargap=0.1,
-                   margin=dict(l=45, r=5, t=35, b=40), xaxis=dict(title=dict(text="code index")))
+                         margin=dict(l=45, r=5, t=35, b=40), xaxis=dict(title=dict(text="code index")))
 
 
 def sample_grid(originals: np.ndarray, reconstructions: np.ndarray, per_row: int) -> np.ndarray:

@@ -71,11 +71,11 @@ def code_map(coords: np.ndarray, labels: np.ndarray, *, title: str, yours: np.nd
     if yours is not None:  # the star stays in view even when it lands outside the digits
         extent = np.stack([np.minimum(extent[:, 0], yours), np.maximum(extent[:, 1], yours)], 1)
     return stable_figure(traces, title=dict(text=title), height=height, uirevision=revision or title,
-                   margin=dict(l=45, r=95, t=40, b=40), hovermode="closest", dragmode="zoom",
-                   legend=dict(title=dict(text="label"), itemsizing="constant", x=1.01, xanchor="left", y=1,
+                         margin=dict(l=45, r=95, t=40, b=40), hovermode="closest", dragmode="zoom",
+                         legend=dict(title=dict(text="label"), itemsizing="constant", x=1.01, xanchor="left", y=1,
                                yanchor="top"),
-                   xaxis=dict(range=_padded(*extent[0]), title=dict(text=axis_titles[0]), zeroline=False),
-                   yaxis=dict(range=_padded(*extent[1]), title=dict(text=axis_titles[1]), zeroline=False))
+                         xaxis=dict(range=_padded(*extent[0]), title=dict(text=axis_titles[0]), zeroline=False),
+                         yaxis=dict(range=_padded(*extent[1]), title=dict(text=axis_titles[1]), zeroline=False))
 
 
 def png_source(image: np.ndarray) -> str:
@@ -108,10 +108,10 @@ def manifold_figure(image: np.ndarray, extent: np.ndarray, *, size: int, marked:
     picture = dict(source=png_source(image), xref="x", yref="y", x=left, y=top, sizex=right - left,
                    sizey=top - bottom, sizing="stretch", layer="below")
     return stable_figure(traces, title=dict(text=f"The decoder's view of the plane: {size} x {size} codes decoded"),
-                   images=[picture], height=height, uirevision=revision or "manifold", hovermode="closest",
-                   dragmode="zoom", margin=dict(l=45, r=10, t=40, b=40),
-                   xaxis=dict(range=[left, right], title=dict(text="code[0]"), showgrid=False, zeroline=False),
-                   yaxis=dict(range=[bottom, top], title=dict(text="code[1]"), showgrid=False, zeroline=False))
+                         images=[picture], height=height, uirevision=revision or "manifold", hovermode="closest",
+                         dragmode="zoom", margin=dict(l=45, r=10, t=40, b=40),
+                         xaxis=dict(range=[left, right], title=dict(text="code[0]"), showgrid=False, zeroline=False),
+                         yaxis=dict(range=[bottom, top], title=dict(text="code[1]"), showgrid=False, zeroline=False))
 
 
 def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[str]] = (), title: str = "",
@@ -140,5 +140,5 @@ def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[st
     heatmap = dict(type="heatmap", z=canvas, zmin=0, zmax=1, colorscale=GREY, showscale=False,
                    hovertemplate="%{z:.3f}<extra></extra>")
     return stable_figure([heatmap], title=dict(text=title), annotations=notes,
-                   height=height or 50 + 150 * len(rows), margin=dict(l=5, r=5, t=35 if title else 5, b=5),
-                   **image_axes(*canvas.shape))
+                         height=height or 50 + 150 * len(rows), margin=dict(l=5, r=5, t=35 if title else 5, b=5),
+                         **image_axes(*canvas.shape))

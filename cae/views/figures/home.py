@@ -23,7 +23,7 @@ def comparison_grid(originals: np.ndarray, reconstructions: np.ndarray, labels: 
     rows = 2 * -(-len(originals) // per_row)
     heatmap = dict(type="heatmap", z=grid, zmin=0, zmax=1, colorscale=GREY, showscale=False, hoverinfo="skip")
     return stable_figure([heatmap], title=dict(text=title), annotations=notes, height=70 + rows * 62,
-                   margin=dict(l=5, r=5, t=35 if title else 5, b=5), **image_axes(*grid.shape))
+                         margin=dict(l=5, r=5, t=35 if title else 5, b=5), **image_axes(*grid.shape))
 
 
 def digit_grid(images: np.ndarray, labels: Sequence[str] = (), *, per_row: int = 16, title: str = "") -> go.Figure:
@@ -37,4 +37,4 @@ def digit_grid(images: np.ndarray, labels: Sequence[str] = (), *, per_row: int =
                   xanchor="left", yanchor="top", font=dict(size=9, color="#ffd54f")) for i, label in enumerate(labels)]
     heatmap = dict(type="heatmap", z=grid, zmin=0, zmax=1, colorscale=GREY, showscale=False, hoverinfo="skip")
     return stable_figure([heatmap], title=dict(text=title), annotations=notes, height=70 + len(padded) // per_row * 62,
-                   margin=dict(l=5, r=5, t=35 if title else 5, b=5), **image_axes(*grid.shape))
+                         margin=dict(l=5, r=5, t=35 if title else 5, b=5), **image_axes(*grid.shape))

@@ -53,7 +53,7 @@ def stage_figure(name: str, values: np.ndarray, *, image: bool = False) -> go.Fi
     rows, cols = grid.shape
     plot_height = int(np.clip(200 * rows / cols, 16, 170))  # a quarter of the page: ~170 px centred, ~300 wide
     return stable_figure([heatmap], title=dict(text=f"{name} · {shape_text(values.shape)}", font=dict(size=13)),
-                   height=plot_height + 40, margin=dict(l=5, r=5, t=32, b=8), **image_axes(rows, cols))
+                         height=plot_height + 40, margin=dict(l=5, r=5, t=32, b=8), **image_axes(rows, cols))
 
 
 def _params_text(box: Box) -> str:
@@ -96,9 +96,9 @@ def architecture_figure(encoder: Sequence[Box], decoder: Sequence[Box], *, tied:
     if other:
         title += " · also " + ", ".join(f"{b.stage} {_params_text(b)}" for b in other)
     return stable_figure([], title=dict(text=title), shapes=shapes, annotations=notes, height=300,
-                   margin=dict(l=5, r=5, t=40, b=5),
-                   xaxis=dict(visible=False, range=[-0.1, columns * step - gap + 0.1]),
-                   yaxis=dict(visible=False, range=[2.7, -0.1]))
+                         margin=dict(l=5, r=5, t=40, b=5),
+                         xaxis=dict(visible=False, range=[-0.1, columns * step - gap + 0.1]),
+                         yaxis=dict(visible=False, range=[2.7, -0.1]))
 
 
 @dataclass
@@ -140,30 +140,42 @@ def panels_figure(panels: Sequence[Panel], *, title: str, height: int = 330, dig
         left += values.shape[1] + gap
     width = left - gap
     return stable_figure(traces, title=dict(text=title, font=dict(size=14)), shapes=shapes, annotations=notes,
-                   height=height, margin=dict(l=5, r=5, t=58, b=5), **image_axes(rows, width, headroom=1.6))
+                         height=height, margin=dict(l=5, r=5, t=58, b=5), **image_axes(rows, width, headroom=1.6))
 
 
 def comparison_figure(by_transpose: np.ndarray, by_full_conv: np.ndarray, *, layer: str, channel: int) -> go.Figure:
-    """One output channel computed both ways, on one colour scale, and their difference on its own scale."""
+    """One output channel computed both ways and their difference, all three on the values' own scale.
+
+    The difference keeps the values' scale: scaled to its own maximum (rounding, ~1e-15) it looked like a large
+    speckled difference. At this scale rounding is blank, and the panel's title gives its size.
+    """
     difference = np.abs(by_transpose - by_full_conv)
     limit = _limit(np.stack([by_transpose, by_full_conv]))
     size = by_transpose.shape[0]
     gap = max(2, size // 4)
     traces = []
-    titles = ["conv_transpose2d", "full conv, rotated", "|difference|"]
+    titles = ["conv_transpose2d", "full conv, rotated", difference_title(float(difference.max()), limit)]
     for index, values in enumerate((by_transpose, by_full_conv)):
         traces.append(dict(type="heatmap", z=values, x0=index * (size + gap), dx=1, zmin=-limit, zmax=limit, zmid=0,
                            colorscale=DIVERGING, showscale=False, hovertemplate="%{z:.5f}<extra></extra>"))
-    traces.append(dict(type="heatmap", z=difference, x0=2 * (size + gap), dx=1, zmin=0,
-                       zmax=_limit(difference), colorscale="Greys", showscale=False,
-                       hovertemplate="%{z:.2e}<extra></extra>"))
+    traces.append(dict(type="heatmap", z=difference, x0=2 * (size + gap), dx=1, zmin=0, zmax=limit,
+                       colorscale="Greys", showscale=False, hovertemplate="%{z:.2e}<extra></extra>"))
     notes = [dict(x=index * (size + gap) - 0.5, y=-0.6, text=text, showarrow=False, xanchor="left",
                   yanchor="bottom", font=dict(size=11)) for index, text in enumerate(titles)]
     shape = shape_text(by_transpose.shape)
     return stable_figure(traces, title=dict(text=f"{layer}, output channel {channel} ({shape}), before its activation",
-                                      font=dict(size=14)),
-                   annotations=notes, height=240, margin=dict(l=5, r=5, t=58, b=5),
-                   **image_axes(size, 3 * size + 2 * gap, headroom=max(2.0, size * 0.18)))
+                                            font=dict(size=14)),
+                         annotations=notes, height=240, margin=dict(l=5, r=5, t=58, b=5),
+                         **image_axes(size, 3 * size + 2 * gap, headroom=max(2.0, size * 0.18)))
+
+
+def difference_title(largest: float, scale: float) -> str:
+    """What the difference panel shows, in words: identical up to rounding, or how large the difference is."""
+    if largest == 0:
+        return "|difference|: none"
+    if largest < 1e-6 * scale:  # far below anything the values' colour scale can show
+        return f"|difference|: identical to {largest:.0e}"
+    return f"|difference|: up to {largest:.2g}"
 
 
 def kernels_figure(stored: np.ndarray, *, title: str, per_row: int = 16) -> go.Figure:
@@ -184,7 +196,7 @@ def kernels_figure(stored: np.ndarray, *, title: str, per_row: int = 16) -> go.F
     rows = 2 * block_rows + gap
     cols = per_row * (k + 1) - 1
     return stable_figure(traces, title=dict(text=title, font=dict(size=13)), annotations=notes, height=200,
-                   margin=dict(l=5, r=5, t=36, b=5), **image_axes(rows, cols, headroom=6))
+                         margin=dict(l=5, r=5, t=36, b=5), **image_axes(rows, cols, headroom=6))
 
 
 def scatter_figure(inputs: np.ndarray, kernel: np.ndarray, step: ScatterStep) -> go.Figure:

@@ -185,8 +185,8 @@ def filters_figure(conv1: np.ndarray, conv2_into: np.ndarray, channel: int, *, p
         notes.append(dict(x=-0.5, y=top - 0.6, text=label, showarrow=False, xanchor="left", yanchor="bottom",
                           font=dict(size=12)))
     return stable_figure(traces, title=dict(text="Learned filters"), annotations=notes,
-                   height=90 + round((2 * height + gap) * 6.5), margin=dict(l=5, r=75, t=50, b=5),
-                   **image_axes(2 * height + gap, grid.shape[1], headroom=0.5))
+                         height=90 + round((2 * height + gap) * 6.5), margin=dict(l=5, r=75, t=50, b=5),
+                         **image_axes(2 * height + gap, grid.shape[1], headroom=0.5))
 
 
 def comparison_image(originals: np.ndarray, reconstructions: np.ndarray, *, scale: int = 3) -> np.ndarray:

@@ -40,14 +40,21 @@ def map_extent(coords: np.ndarray) -> np.ndarray:
 
 def code_map(coords: np.ndarray, labels: np.ndarray, *, title: str, yours: np.ndarray | None = None,
              chosen: Sequence[tuple[int, str]] = (), extent: np.ndarray | None = None,
-             axis_titles: tuple[str, str] = ("", ""), revision: str = "", height: int = 560) -> go.Figure:
+             axis_titles: tuple[str, str] = ("", ""), revision: str = "", height: int = 560,
+             clickable: bool = False) -> go.Figure:
     """One WebGL point per digit coloured by its label; your digit as a star; chosen digits ringed and named.
 
-    `chosen` holds (index, name) pairs; `revision` keeps zoom and pan across reruns until it changes.
+    `chosen` holds (index, name) pairs; `revision` keeps zoom and pan across reruns until it changes. A
+    `clickable` map (a code plane, whose every point is a code) can be clicked on its empty space too.
     """
     coords = np.asarray(coords, np.float32)
     labels = np.asarray(labels)
-    traces = []
+    extent = map_extent(coords) if extent is None else extent
+    if yours is not None:  # the star stays in view even when it lands outside the digits
+        yours = np.asarray(yours, np.float32).reshape(2)
+        extent = np.stack([np.minimum(extent[:, 0], yours), np.maximum(extent[:, 1], yours)], 1)
+    x_range, y_range = _padded(*extent[0]), _padded(*extent[1])
+    traces = [click_grid(*x_range, *y_range)] if clickable else []  # first: the digits are drawn over it
     for label in range(10):
         members = np.flatnonzero(labels == label)
         traces.append(dict(type="scattergl", x=coords[members, 0], y=coords[members, 1], mode="markers",
@@ -62,20 +69,25 @@ def code_map(coords: np.ndarray, labels: np.ndarray, *, title: str, yours: np.nd
                            marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(width=2.5, color=INK)),
                            hovertemplate="digit #%{customdata}<extra></extra>"))
     if yours is not None:
-        yours = np.asarray(yours, np.float32).reshape(2)
         traces.append(dict(type="scatter", x=[yours[0]], y=[yours[1]], mode="markers", name="your digit",
                            customdata=[YOUR_DIGIT],
                            marker=dict(symbol="star", size=20, color=YOURS, line=dict(width=1.5, color=CHOSEN)),
                            hovertemplate="your digit<extra></extra>"))
-    extent = map_extent(coords) if extent is None else extent
-    if yours is not None:  # the star stays in view even when it lands outside the digits
-        extent = np.stack([np.minimum(extent[:, 0], yours), np.maximum(extent[:, 1], yours)], 1)
     return stable_figure(traces, title=dict(text=title), height=height, uirevision=revision or title,
                          margin=dict(l=45, r=95, t=40, b=40), hovermode="closest", dragmode="zoom",
                          legend=dict(title=dict(text="label"), itemsizing="constant", x=1.01, xanchor="left", y=1,
                                yanchor="top"),
-                         xaxis=dict(range=_padded(*extent[0]), title=dict(text=axis_titles[0]), zeroline=False),
-                         yaxis=dict(range=_padded(*extent[1]), title=dict(text=axis_titles[1]), zeroline=False))
+                         xaxis=dict(range=x_range, title=dict(text=axis_titles[0]), zeroline=False),
+                         yaxis=dict(range=y_range, title=dict(text=axis_titles[1]), zeroline=False))
+
+
+def click_grid(left: float, right: float, bottom: float, top: float) -> dict:
+    """Invisible points over a plane, so that a click anywhere is a selection (plotly selects points, not empty
+    space); each names the plane (PLANE_POINT) and its place, which the page decodes."""
+    xs, ys = np.meshgrid(np.linspace(left, right, CLICK_GRID), np.linspace(bottom, top, CLICK_GRID))
+    return dict(type="scattergl", x=xs.ravel(), y=ys.ravel(), mode="markers", name="the plane",
+                customdata=np.full(xs.size, PLANE_POINT), showlegend=False, marker=dict(size=6, color="rgba(0,0,0,0)"),
+                hovertemplate="decode (%{x:.2f}, %{y:.2f})<extra></extra>")
 
 
 def png_source(image: np.ndarray) -> str:
@@ -89,17 +101,13 @@ def manifold_figure(image: np.ndarray, extent: np.ndarray, *, size: int, marked:
                     revision: str = "", height: int = 560) -> go.Figure:
     """The decoded grid laid over the code plane (axes in code numbers), clickable anywhere.
 
-    Each of the size x size tiles is the decoding of the code at its centre. Invisible points cover the plane so
-    that a click anywhere is a selection (plotly selects points, not empty space); `marked` is drawn as a cross.
+    Each of the size x size tiles is the decoding of the code at its centre. The plane is clickable anywhere
+    (click_grid); `marked` is drawn as a cross.
     """
     (x_low, x_high), (y_low, y_high) = extent
     half_x, half_y = (x_high - x_low) / (size - 1) / 2, (y_high - y_low) / (size - 1) / 2
     left, right, bottom, top = x_low - half_x, x_high + half_x, y_low - half_y, y_high + half_y
-    xs, ys = np.meshgrid(np.linspace(left, right, CLICK_GRID), np.linspace(bottom, top, CLICK_GRID))
-    traces = [dict(type="scattergl", x=xs.ravel(), y=ys.ravel(), mode="markers", name="the plane",
-                   customdata=np.full(xs.size, PLANE_POINT), showlegend=False,
-                   marker=dict(size=6, color="rgba(0,0,0,0)"),
-                   hovertemplate="decode (%{x:.2f}, %{y:.2f})<extra></extra>")]
+    traces = [click_grid(left, right, bottom, top)]
     if marked is not None:
         marked = np.asarray(marked, np.float32).reshape(2)
         traces.append(dict(type="scatter", x=[marked[0]], y=[marked[1]], mode="markers", name="decoded",

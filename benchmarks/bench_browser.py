@@ -3,7 +3,7 @@
 Prints:
   1. mouse-up to the reconstruction shown in the browser, median of N strokes (goal <= 300 ms);
   2. peak memory (VmHWM) of the app process with the default model loaded and a digit reconstructed;
-  3. Start on the Train page's defaults: wall time to the finished model, its validation MSE against PCA's as the
+  3. Start on the Train page's defaults: wall time to the finished model, its held-out MSE against PCA's as the
      page shows them (goal: below PCA within 30 s), and its samples/s against the same run on the command line's
      code in this process, interleaved (goal: at least 0.90).
 Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python -m benchmarks.bench_browser`;
@@ -23,7 +23,6 @@ from pathlib import Path
 from cae.engine.data import data_dir, load_mnist
 from cae.engine.train_config import PAGE_DEFAULTS  # the Train page's first run
 from cae.engine.trainer import Trainer
-from cae.models.autoencoder import ModelConfig
 from tests.browser import WATCH_RECONSTRUCTION, button, chromium, clear_canvas, streamlit_server, stroke_to_pixels_ms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +56,7 @@ def stroke_latency(page, strokes: int) -> list[float]:
 
 
 def run_without_page(data) -> float:
-    trainer = Trainer(ModelConfig(), PAGE_DEFAULTS, data)
+    trainer = Trainer(PAGE_DEFAULTS.model, PAGE_DEFAULTS.train, data)
     start = time.perf_counter()
     while not trainer.finished:
         trainer.step()
@@ -66,7 +65,7 @@ def run_without_page(data) -> float:
 
 def run_on_page(page) -> tuple[float, float, float, float]:
     """Start on the page's defaults; (samples/s overall, seconds from the click to the scores shown, the run's
-    validation MSE, PCA's) as the page shows them."""
+    held-out MSE, PCA's) as the page shows them."""
     if button(page, "Reset").is_enabled():  # forget the previous round's run
         button(page, "Reset").click()
         page.get_by_text("press Start").wait_for(timeout=30_000)
@@ -113,18 +112,19 @@ def main() -> None:
         button(page, "Start").wait_for(timeout=60_000)
         first = run_without_page(data), run_on_page(page)  # warm-up: a fresh tab loads plotly.js while training
         print(f"   first round (warm-up, not counted): without / with the page {first[0]:,.0f} / {first[1][0]:,.0f} "
-              f"samples/s; Start to scores shown {first[1][1]:.1f} s, validation MSE {first[1][2]:.4f} "
+              f"samples/s; Start to scores shown {first[1][1]:.1f} s, held-out MSE {first[1][2]:.4f} "
               f"against PCA's {first[1][3]:.4f}")
         bare, paged = [], []
         for _ in range(args.rounds):  # interleaved: machine drift hits both alike
             bare.append(run_without_page(data))
             on_page = run_on_page(page)
             paged.append(on_page[0])
-            print(f"   Start to scores shown {on_page[1]:.1f} s (goal <= 30 s), validation MSE {on_page[2]:.4f} "
+            print(f"   Start to scores shown {on_page[1]:.1f} s (goal <= 30 s), held-out MSE {on_page[2]:.4f} "
                   f"against PCA's {on_page[3]:.4f}")
         b, p = statistics.median(bare), statistics.median(paged)
-        print(f"3. training on the page's defaults ({PAGE_DEFAULTS.train_subset:,} digits, {PAGE_DEFAULTS.epochs} "
-              f"epochs, batch {PAGE_DEFAULTS.batch_size}), wall clock with validation, median of {args.rounds}: "
+        defaults = PAGE_DEFAULTS.train
+        print(f"3. training on the page's defaults ({defaults.train_subset:,} digits, {defaults.epochs} epochs, "
+              f"batch {defaults.batch_size}), wall clock with validation, median of {args.rounds}: "
               f"without a page {b:,.0f} samples/s, from the page with the live view open {p:,.0f} samples/s, "
               f"ratio {p / b:.3f} (goal >= 0.90)")
         print("   each round, without / with the page:", ", ".join(f"{x:,.0f} / {y:,.0f}" for x, y in zip(bare, paged)))

@@ -85,14 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {model_type(args.model_type).title}: {model_config.describe()}; objective in {trainer.loss_label}")
     print(f"device: {trainer.device}; {trainer.total_steps} steps of {train_config.batch_size}")
     train(trainer, progress=not args.no_progress)
-    ckpt = trainer.checkpoint()
+    ckpt = trainer.checkpoint()  # a run that went to its end holds its score: the last epoch's check of every digit
     checkpoint.save(ckpt, out)  # the trained weights are safe on disk before the scoring below, which takes a while
-    ckpt.metrics.update(
-        test_mse=model_mse(trainer.model, data.val_images),
-        evaluated_on=f"{len(data.val_images)} {data.val_name} digits",
-        pca_mse=pca_mse(data.train_images, data.val_images, model_config.code_size))
+    if ckpt.held_out_mse is None:  # stopped early: score the weights it stopped with
+        ckpt.record_score(model_mse(trainer.model, data.val_images), len(data.val_images), data.val_name)
+    ckpt.metrics["pca_mse"] = pca_mse(data.train_images, data.val_images, model_config.code_size)
     checkpoint.save(ckpt, out)
-    summary = {"checkpoint": str(out), f"{data.val_name}_mse": ckpt.metrics["test_mse"],
+    summary = {"checkpoint": str(out), checkpoint.SCORE: ckpt.held_out_mse, "evaluated_on": ckpt.evaluated_on,
                "pca_mse": ckpt.metrics["pca_mse"], "train_seconds": round(trainer.history.train_seconds, 1),
                "samples_per_s": round(trainer.history.samples_per_s), "stop_reason": trainer.stop_message}
     print(json.dumps(summary))

@@ -11,24 +11,32 @@ import cae.ui.appenv  # noqa: F401  (first: settles torch's threads before torch
 
 # isort: split
 
+from dataclasses import replace
 from enum import StrEnum
 
 import streamlit as st
 
 from cae.engine import checkpoint
 from cae.engine.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
-from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, TrainConfig
+from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES, TrainConfig
 from cae.engine.trainer import RunState, StopReason, Trainer
-from cae.models.autoencoder import ACTIVATIONS, ModelConfig
+from cae.models.autoencoder import ACTIVATIONS, CHANNELS, FLAT, ModelConfig
 from cae.models.config import ConfigError, Knob
-from cae.models.registry import MODEL_TYPES, model_type
+from cae.models.registry import MODEL_TYPES, model_type, type_of
 from cae.ui import common as ui
-from cae.ui.common import Key
+from cae.ui.common import SharedKey
 from cae.views.figures import train as train_figures
 
+# The values the page offers: every range, choice and default comes from the configs (ModelConfig.RANGES,
+# TrainConfig.RANGES, their choices, a type's KNOBS, PAGE_DEFAULTS); these only pick easy-to-set values inside
+# those ranges (`within` drops any a config no longer allows).
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
 SUBSETS = [500, 1000, 2000, 5000, 10000, 20000, 0]  # 0 = every training digit
+# Sliders stop short of the configs' highest values to stay easy to set (a step of 1 among 500 epochs is a pixel).
+CODE_SIZE_SHOWN = 128
+EPOCHS_SHOWN = 50
+DROPOUT_STEP = 0.05
 PREVIEW_DIGITS = 8
 REFRESH_SECONDS = 1.0  # the progress and the loss chart
 # The filters and the reconstructions change slowly: new ones every few seconds spare the browser redrawing them
@@ -56,6 +64,13 @@ class TrainKey(StrEnum):
     EPOCHS = "t_epochs"
     SUBSET = "t_subset"
     SEED = "t_seed"
+    START = "t_start"
+    PAUSE = "t_pause"
+    STOP = "t_stop"
+    RESET = "t_reset"
+    DOWNLOAD = "t_download"
+    LOG_SCALE = "t_log"  # the loss chart's view options
+    CHANNEL = "t_channel"
     MESSAGE = "t_message"  # why Start did not start, shown once
     WAS_LIVE = "t_was_live"  # the page was drawn while a run was going: its end must redraw the page
 
@@ -65,27 +80,28 @@ def knob_key(knob: Knob) -> str:
     return f"t_{knob.field}"
 
 
+def within(values: list, field: str) -> list:
+    """The values that TrainConfig allows for this field."""
+    low, high = TrainConfig.RANGES[field]
+    return [value for value in values if low <= value <= high]
+
+
 def model_settings(disabled: bool) -> str:
     """The model type and its knobs; returns the type's name."""
-    sticky, defaults = ui.sticky, ModelConfig()
-    name = sticky(st.selectbox, "Model type", list(MODEL_TYPES), key=TrainKey.MODEL_TYPE, default="cae",
-                  disabled=disabled, format_func=lambda n: MODEL_TYPES[n].title,
+    sticky, defaults, ranges = ui.sticky, PAGE_DEFAULTS.model, ModelConfig.RANGES
+    name = sticky(st.selectbox, "Model type", list(MODEL_TYPES), key=TrainKey.MODEL_TYPE,
+                  default=type_of(defaults).name, disabled=disabled, format_func=lambda n: MODEL_TYPES[n].title,
                   help=" ".join(f"{kind.title}: {kind.lesson}" for kind in MODEL_TYPES.values()))
     config_class = MODEL_TYPES[name].config_class
-    sticky(st.slider, "Code size", ModelConfig.RANGES["code_size"][0], 128, key=TrainKey.CODE,
-           default=defaults.code_size, disabled=disabled,
-           help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
+    low, high = ranges["code_size"]
+    sticky(st.slider, "Code size", low, min(high, CODE_SIZE_SHOWN), key=TrainKey.CODE, default=defaults.code_size,
+           disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
     type_defaults = config_class()
     for knob in config_class.KNOBS:  # the type's own settings (noise for a denoiser, beta for a VAE)
-        default = getattr(type_defaults, knob.field)
-        if knob.choices:
-            sticky(st.selectbox, knob.label, list(knob.choices), key=knob_key(knob), default=default,
-                   disabled=disabled, help=knob.help)
-        else:
-            sticky(st.slider, knob.label, knob.low, knob.high, step=knob.step, key=knob_key(knob), default=default,
-                   disabled=disabled, help=knob.help)
-    sticky(st.slider, "Dropout", 0.0, 0.9, step=0.05, key=TrainKey.DROPOUT, default=defaults.dropout, disabled=disabled,
-           help="On the 512 features and on the code while training. The post used 0.5; it blurs.")
+        ui.knob_widget(knob, key=knob_key(knob), default=getattr(type_defaults, knob.field), disabled=disabled)
+    sticky(st.slider, "Dropout", *ranges["dropout"], step=DROPOUT_STEP, key=TrainKey.DROPOUT,
+           default=defaults.dropout, disabled=disabled,
+           help=f"On the {FLAT} features and on the code while training. The post used 0.5; it blurs.")
     sticky(st.toggle, "Tied weights", key=TrainKey.TIED, default=defaults.tied_weights, disabled=disabled,
            help="The decoder's transposed convolutions reuse the encoder's kernels, as in the post.")
     sticky(st.selectbox, "Activation", list(ACTIVATIONS), key=TrainKey.ACTIVATION, default=defaults.activation,
@@ -94,36 +110,39 @@ def model_settings(disabled: bool) -> str:
 
 
 def training_settings(disabled: bool, type_name: str) -> None:
-    sticky, defaults = ui.sticky, TrainConfig()
+    sticky, defaults = ui.sticky, PAGE_DEFAULTS.train
     network_class = MODEL_TYPES[type_name].network_class
     if not network_class.USES_TRAINER_LOSS:
         st.caption(f"Objective: {network_class.OBJECTIVE_TEXT}.")
     else:
         sticky(st.selectbox, "Loss", list(LOSSES), key=TrainKey.LOSS, default=defaults.loss, disabled=disabled,
-               format_func={"mse": "Mean squared error", "bce": "Binary cross-entropy"}.get,
+               format_func=LOSSES.get,
                help="What training minimises. The chart's validation line is always MSE per pixel.")
     sticky(st.selectbox, "Optimizer", list(OPTIMIZERS), key=TrainKey.OPTIMIZER, default=defaults.optimizer,
-           disabled=disabled, format_func={"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get)
-    sticky(st.select_slider, "Learning rate", LEARNING_RATES, key=TrainKey.LEARNING_RATE,
-           default=PAGE_DEFAULTS.learning_rate, disabled=disabled, format_func=lambda v: f"{v:g}",
+           disabled=disabled,
+           format_func=lambda name: OPTIMIZERS[name] + (f" {defaults.momentum:g}" if name == "sgd" else ""))
+    sticky(st.select_slider, "Learning rate", within(LEARNING_RATES, "learning_rate"), key=TrainKey.LEARNING_RATE,
+           default=defaults.learning_rate, disabled=disabled, format_func=lambda v: f"{v:g}",
            help="Log scale. 10 is far too large: try it to see what becomes of the model.")
-    sticky(st.selectbox, "Schedule", ["constant", "cosine"], key=TrainKey.SCHEDULE, default=PAGE_DEFAULTS.schedule,
-           disabled=disabled, help="Cosine lowers the learning rate to zero by the last step: big steps first, "
-                                   "then fine ones.")
-    sticky(st.select_slider, "Batch size", BATCH_SIZES, key=TrainKey.BATCH, default=PAGE_DEFAULTS.batch_size,
+    sticky(st.selectbox, "Schedule", list(SCHEDULES), key=TrainKey.SCHEDULE, default=defaults.schedule,
+           disabled=disabled, format_func=SCHEDULES.get,
+           help="Cosine lowers the learning rate to zero by the last step: big steps first, then fine ones.")
+    sticky(st.select_slider, "Batch size", within(BATCH_SIZES, "batch_size"), key=TrainKey.BATCH,
+           default=defaults.batch_size, disabled=disabled)
+    low, high = TrainConfig.RANGES["epochs"]
+    sticky(st.slider, "Epochs", low, min(high, EPOCHS_SHOWN), key=TrainKey.EPOCHS, default=defaults.epochs,
            disabled=disabled)
-    sticky(st.slider, "Epochs", 1, 50, key=TrainKey.EPOCHS, default=PAGE_DEFAULTS.epochs, disabled=disabled)
-    sticky(st.select_slider, "Training digits", SUBSETS, key=TrainKey.SUBSET, default=PAGE_DEFAULTS.train_subset,
-           disabled=disabled, format_func=lambda v: "all" if v == 0 else f"{v:,}",
+    sticky(st.select_slider, "Training digits", within(SUBSETS, "train_subset"), key=TrainKey.SUBSET,
+           default=defaults.train_subset, disabled=disabled, format_func=lambda v: "all" if v == 0 else f"{v:,}",
            help="A random subset (seeded); small ones make fast demos.")
-    sticky(st.number_input, "Random seed", 0, 2**31 - 1, step=1, key=TrainKey.SEED, default=defaults.seed,
-           disabled=disabled, help="Same seed and settings, same run: the initial weights, the digits' order, "
-                                   "the dropout masks and the noise all come from it.")
+    sticky(st.number_input, "Random seed", *TrainConfig.RANGES["seed"], step=1, key=TrainKey.SEED,
+           default=defaults.seed, disabled=disabled,
+           help="Same seed and settings, same run: the initial weights, the digits' order, the dropout masks and "
+                "the noise all come from it.")
 
 
 def settings(disabled: bool) -> None:
-    """The sidebar knobs, within the ranges the config dataclasses allow (which validate again on Start); some
-    sliders stop short of those ranges (code 128 of 256, 50 epochs of 500) to stay easy to set."""
+    """The sidebar knobs, within the ranges the config dataclasses allow (which validate again on Start)."""
     with st.sidebar:
         st.header("Training settings")
         type_name = model_settings(disabled)
@@ -138,17 +157,17 @@ def chosen_configs():
     model_fields = dict(code_size=int(values[TrainKey.CODE]), dropout=float(values[TrainKey.DROPOUT]),
                         tied_weights=bool(values[TrainKey.TIED]), activation=values[TrainKey.ACTIVATION])
     model_fields.update({knob.field: knob.value(values[knob_key(knob)]) for knob in kind.config_class.KNOBS})
-    loss = values.get(TrainKey.LOSS, "mse")  # a type with its own objective records the loss it uses (Trainer)
-    train_config = TrainConfig(epochs=int(values[TrainKey.EPOCHS]), batch_size=int(values[TrainKey.BATCH]),
-                               learning_rate=float(values[TrainKey.LEARNING_RATE]),
-                               optimizer=values[TrainKey.OPTIMIZER], loss=loss, schedule=values[TrainKey.SCHEDULE],
-                               train_subset=int(values[TrainKey.SUBSET]), val_subset=PAGE_DEFAULTS.val_subset,
-                               seed=int(values[TrainKey.SEED]))
+    defaults = PAGE_DEFAULTS.train  # what the page has no knob for (val_subset, momentum, device) comes from here
+    # A type with its own objective has no loss knob; the trainer records the loss that objective uses.
+    train_config = replace(defaults, epochs=int(values[TrainKey.EPOCHS]), batch_size=int(values[TrainKey.BATCH]),
+                           learning_rate=float(values[TrainKey.LEARNING_RATE]), optimizer=values[TrainKey.OPTIMIZER],
+                           loss=values.get(TrainKey.LOSS, defaults.loss), schedule=values[TrainKey.SCHEDULE],
+                           train_subset=int(values[TrainKey.SUBSET]), seed=int(values[TrainKey.SEED]))
     return kind.config_class(**model_fields), train_config
 
 
 def start() -> None:
-    runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
+    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
     if runner is not None and runner.alive:
         return  # a second Start while a run is going starts nothing
     try:
@@ -159,14 +178,14 @@ def start() -> None:
     runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
                             preview_seconds=SLOW_PARTS_SECONDS, queue=ui.run_queue(),
                             owner_alive=ui.session_alive_check())
-    st.session_state[Key.RUNNER] = runner
-    st.session_state[Key.RUN_COUNT] = st.session_state.get(Key.RUN_COUNT, 0) + 1
-    st.session_state[Key.RUN_SAVED] = None
+    st.session_state[SharedKey.RUNNER] = runner
+    st.session_state[SharedKey.RUN_COUNT] = st.session_state.get(SharedKey.RUN_COUNT, 0) + 1
+    st.session_state[SharedKey.RUN_SAVED] = None
     runner.start()
 
 
 def pause_or_resume() -> None:
-    runner: TrainingRunner = st.session_state[Key.RUNNER]
+    runner: TrainingRunner = st.session_state[SharedKey.RUNNER]
     if runner.pause_requested:  # not the state: a second click during the step in flight must still resume
         runner.resume()
     else:
@@ -174,17 +193,17 @@ def pause_or_resume() -> None:
 
 
 def stop() -> None:
-    st.session_state[Key.RUNNER].stop()
+    st.session_state[SharedKey.RUNNER].stop()
 
 
 def reset() -> None:
-    runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
+    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
     if runner is not None:
         runner.stop()
         runner.join(30)
         ui.collect_finished_run()  # a run stopped a moment ago may not be in the model choice yet: keep its model
-    st.session_state.pop(Key.RUNNER, None)
-    st.session_state[Key.RUN_SAVED] = None
+    st.session_state.pop(SharedKey.RUNNER, None)
+    st.session_state[SharedKey.RUN_SAVED] = None
 
 
 def progress(snap: RunSnapshot) -> None:
@@ -220,7 +239,7 @@ def stop_notice(snap: RunSnapshot) -> None:
 
 
 def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
-    runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
+    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
     if runner is None:
         st.info("Choose settings in the sidebar and press Start. The loss curve, the filters and the "
                 "reconstructions below move while the network learns.")
@@ -246,20 +265,21 @@ def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
 
 
 def results() -> None:
-    label = st.session_state.get(Key.RUN_SAVED)
-    ckpt = st.session_state.get(Key.MODELS, {}).get(label)
+    label = st.session_state.get(SharedKey.RUN_SAVED)
+    ckpt = st.session_state.get(SharedKey.MODELS, {}).get(label)
     if ckpt is None:
         return
     st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**.")
     score, pca, download = st.columns(3)
-    score.metric("Validation MSE per pixel", f"{ckpt.metrics['test_mse']:.4f}")
+    score.metric("Held-out MSE per pixel", f"{ckpt.held_out_mse:.4f}",
+                 help=f"On the {ckpt.evaluated_on}, which the model never trained on, with its final weights.")
     pca_score = ckpt.metrics.get("pca_mse")
     pca.metric(f"PCA with {ckpt.model_config.code_size} components",
                "not fitted" if pca_score is None else f"{pca_score:.4f}",
-               help="Fitted on the same training digits, scored on the same validation digits (not fitted when "
+               help="Fitted on the same training digits, scored on the same held-out digits (not fitted when "
                     "the run's training digits were freed because its tab went away).")
     download.download_button("Download checkpoint", checkpoint.to_bytes(ckpt), file_name=f"{ckpt.model_type}-run.pt",
-                             mime="application/octet-stream", key="t_download")
+                             mime="application/octet-stream", key=TrainKey.DOWNLOAD)
     samples, wall = ckpt.history.get("samples", 0), ckpt.metrics.get("wall_seconds") or 0
     if wall:
         st.caption(f"Trained on {samples:,} digits in {wall:.1f} s of wall time, validation included: "
@@ -273,7 +293,7 @@ def server_line() -> None:
                f"queues again. A run whose browser tab has been closed for {ORPHAN_SECONDS:.0f} s stops by itself.")
 
 
-runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
+runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
 # Decided once, before the sidebar collects ended runs: a run that ends between the two is then still seen
 # by the live fragment, which redraws the page when it notices the end.
 busy = runner is not None and runner.alive
@@ -281,10 +301,10 @@ ui.model_sidebar()
 settings(disabled=busy)
 st.title("Train an autoencoder")
 buttons = st.columns(4)
-buttons[0].button("Start", key="t_start", disabled=busy, on_click=start, type="primary")
-buttons[1].button("Pause/Resume", key="t_pause", disabled=not busy, on_click=pause_or_resume)
-buttons[2].button("Stop", key="t_stop", disabled=not busy, on_click=stop)
-buttons[3].button("Reset", key="t_reset", disabled=runner is None, on_click=reset,
+buttons[0].button("Start", key=TrainKey.START, disabled=busy, on_click=start, type="primary")
+buttons[1].button("Pause/Resume", key=TrainKey.PAUSE, disabled=not busy, on_click=pause_or_resume)
+buttons[2].button("Stop", key=TrainKey.STOP, disabled=not busy, on_click=stop)
+buttons[3].button("Reset", key=TrainKey.RESET, disabled=runner is None, on_click=reset,
                   help="Clear this run from the page (a running one stops); its model stays in the model choice.")
 message = st.session_state.pop(TrainKey.MESSAGE, None)
 if message:
@@ -292,9 +312,10 @@ if message:
 server_line()
 # View options live outside the fragment: a widget inside it would be sent and redrawn every second.
 scale_column, channel_column = st.columns([1, 3])
-log_scale = scale_column.toggle("Log scale", key="t_log", value=True)
-channel = channel_column.slider("Conv2 output channel shown", 0, 31, 0, key="t_channel",
-                                help="Conv2 makes 32 channels, each from 32 kernels (one per conv1 channel).")
+log_scale = scale_column.toggle("Log scale", key=TrainKey.LOG_SCALE, value=True)
+channel = channel_column.slider("Conv2 output channel shown", 0, CHANNELS - 1, 0, key=TrainKey.CHANNEL,
+                                help=f"Conv2 makes {CHANNELS} channels, each from {CHANNELS} kernels (one per conv1 "
+                                     f"channel).")
 st.html(STILL_LIVE_VIEW)
 st.session_state[TrainKey.WAS_LIVE] = busy
 loss_name = runner.trainer.loss_label if runner else "MSE per pixel"

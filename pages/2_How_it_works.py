@@ -40,7 +40,7 @@ NOTES = {  # what each stage of the post's network does; a stage of another type
 }
 
 
-class HwKey(StrEnum):
+class InsideKey(StrEnum):
     """The session-state keys of this page."""
 
     CHANNEL = "hw_channel"  # output channel of the transposed convs shown side by side
@@ -104,7 +104,8 @@ def show_check(check: inside.TransposedCheck, channel: int) -> None:
 def show_checks(checks: list[inside.TransposedCheck]) -> None:
     """A fragment: choosing another channel redraws only this section."""
     channels = max(check.by_transpose.shape[1] for check in checks)
-    channel = st.slider("Output channel shown (deconv2 has 32; deconv1 one)", 0, channels - 1, 0, key=HwKey.CHANNEL)
+    counts = "; ".join(f"{check.layer} has {check.by_transpose.shape[1]}" for check in checks)
+    channel = st.slider(f"Output channel shown ({counts})", 0, channels - 1, 0, key=InsideKey.CHANNEL)
     for column, check in zip(st.columns(len(checks)), checks):
         with column:
             show_check(check, channel)
@@ -119,7 +120,7 @@ def step_through(example: inside.StepExample) -> None:
                 "up such outputs over all 32 channels and every patch, plus a bias.)")
     ui.chart(figures_inside.upscale_figure(example.upscale_source, inputs), key="hw-upscale")
     rows, cols = inside.output_shape(inputs, kernel, full=True)
-    position = st.slider("Output cell followed (in reading order)", 0, rows * cols - 1, 0, key=HwKey.STEP,
+    position = st.slider("Output cell followed (in reading order)", 0, rows * cols - 1, 0, key=InsideKey.STEP,
                          help="Use the arrow keys for one step at a time.")
     scatter = inside.scatter_step(inputs, kernel, position)
     gather = inside.gather_step(inputs, kernel, position, full=True)
@@ -137,7 +138,8 @@ def step_through(example: inside.StepExample) -> None:
                 + (", the very kernel deconv1 used above, here not rotated." if example.tied else ".")
                 + " No padding: the kernel only goes where it fits, so 8 - 5 + 1 = 4 cells a row.")
     valid_rows, valid_cols = inside.output_shape(example.encoder_inputs, example.encoder_kernel, full=False)
-    valid_position = st.slider("Encoder output cell followed", 0, valid_rows * valid_cols - 1, 0, key=HwKey.VALID_STEP)
+    valid_position = st.slider("Encoder output cell followed", 0, valid_rows * valid_cols - 1, 0,
+                               key=InsideKey.VALID_STEP)
     valid = inside.gather_step(example.encoder_inputs, example.encoder_kernel, valid_position, full=False)
     ui.chart(figures_inside.gather_figure(valid, full=False, inputs_title="digit patch", digit=True), key="hw-valid")
     st.caption("conv1 then adds its bias to each cell and applies the activation: the conv1 stage above.")

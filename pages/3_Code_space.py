@@ -30,11 +30,12 @@ from cae.views.latent_maps import MapJob, MapJobs, shipped_map_path
 NEIGHBOURS = 8
 MANIFOLD_SIZE = 20
 PLANE_CHECKPOINT = checkpoint.PRETRAINED_DIR / "plane.pt"
-PLANE_LABEL = "Pretrained 2-number code (plane)"
+# Its label in the sidebar's model choice (None if the shipped models no longer include it)
+PLANE_LABEL = next((label for label, path in checkpoint.PRETRAINED.items() if path == PLANE_CHECKPOINT), None)
 METHODS = {"PCA": "pca", "t-SNE": "tsne"}
 
 
-class Key(StrEnum):
+class CodeSpaceKey(StrEnum):
     """This page's session-state keys."""
 
     METHOD = "cs_method"  # which map: "PCA" or "t-SNE"
@@ -48,6 +49,8 @@ class Key(StrEnum):
     MAP_CHART = "cs_map"
     PLANE_CHART = "cs_plane"
     MANIFOLD_CHART = "cs_manifold"
+    RESET_SLIDERS = "cs_reset"
+    USE_PLANE = "cs_use_plane"
 
 
 @st.cache_resource(max_entries=8, show_spinner="Encoding the validation digits ...")
@@ -106,7 +109,7 @@ def new_selection(chart_key: str) -> list[dict]:
     """The points of a chart's selection if it is new since the last run (a click is acted on once), else []."""
     selection = st.session_state.get(chart_key) or {}
     points = list((selection.get("selection") or {}).get("points") or [])
-    handled = st.session_state.setdefault(Key.HANDLED, {})
+    handled = st.session_state.setdefault(CodeSpaceKey.HANDLED, {})
     if not points or handled.get(chart_key) == points:
         return []
     handled[chart_key] = points
@@ -121,8 +124,8 @@ def digit_index(point: dict) -> int:
 
 
 def remember_click(index: int) -> None:
-    clicked = [i for i in st.session_state.get(Key.CLICKED, []) if i != index]
-    st.session_state[Key.CLICKED] = (clicked + [index])[-2:]
+    clicked = [i for i in st.session_state.get(CodeSpaceKey.CLICKED, []) if i != index]
+    st.session_state[CodeSpaceKey.CLICKED] = (clicked + [index])[-2:]
 
 
 def take_clicks(chart_key: str, *, plane: bool = False) -> None:
@@ -131,13 +134,13 @@ def take_clicks(chart_key: str, *, plane: bool = False) -> None:
         if index >= 0:
             remember_click(index)
         if plane and "x" in point and "y" in point:
-            st.session_state[Key.PLANE_POINT] = (float(point["x"]), float(point["y"]))
+            st.session_state[CodeSpaceKey.PLANE_POINT] = (float(point["x"]), float(point["y"]))
 
 
 def draw_map(code_map, labels: np.ndarray, *, title: str, yours: np.ndarray | None, chart_key: str,
              axis_titles: tuple[str, str] = ("", ""), revision: str) -> None:
     placed = None if yours is None else code_map.place(yours[None])[0]
-    clicked = st.session_state.get(Key.CLICKED, [])
+    clicked = st.session_state.get(CodeSpaceKey.CLICKED, [])
     names = ["A", "B"] if len(clicked) == 2 else ["A"]
     figure = maps_figures.code_map(code_map.coords, labels, title=title, yours=placed, revision=revision,
                                    chosen=list(zip(clicked, names)), axis_titles=axis_titles)
@@ -146,8 +149,8 @@ def draw_map(code_map, labels: np.ndarray, *, title: str, yours: np.ndarray | No
 
 def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: np.ndarray,
                 yours: np.ndarray | None) -> None:
-    take_clicks(Key.MAP_CHART)
-    method = st.radio("Map", list(METHODS), horizontal=True, key=Key.METHOD,
+    take_clicks(CodeSpaceKey.MAP_CHART)
+    method = st.radio("Map", list(METHODS), horizontal=True, key=CodeSpaceKey.METHOD,
                       help="PCA: the codes' two directions of largest spread, a linear shadow of the code space. "
                            "t-SNE: a nonlinear map that keeps each code's nearest neighbours near it.")
     if METHODS[method] == "pca":
@@ -155,7 +158,7 @@ def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: n
         st.caption(f"The first two principal components of the {codes.shape[1]}-number codes keep "
                    f"{pca.kept_variance:.0%} of their spread; digits overlap where the other directions separate them.")
         draw_map(pca, labels, title=f"PCA of the codes of {len(codes):,} digits", yours=yours,
-                 chart_key=Key.MAP_CHART, revision=f"pca-{fingerprint}")
+                 chart_key=CodeSpaceKey.MAP_CHART, revision=f"pca-{fingerprint}")
         return
     shipped = shipped_checkpoints().get(fingerprint)
     job = map_jobs().start(fingerprint, codes,
@@ -167,7 +170,7 @@ def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: n
     st.caption(f"t-SNE of the codes (openTSNE), {made}. Distances between far clusters mean little; who is next to "
                "whom is what it keeps.")
     draw_map(job.result, labels, title=f"t-SNE of the codes of {len(codes):,} digits", yours=yours,
-             chart_key=Key.MAP_CHART, revision=f"tsne-{fingerprint}")
+             chart_key=CodeSpaceKey.MAP_CHART, revision=f"tsne-{fingerprint}")
 
 
 @st.fragment(run_every=1.5)
@@ -189,22 +192,23 @@ def tsne_progress(fingerprint: str, labels: np.ndarray) -> None:
 
 def plane_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: np.ndarray,
                   yours: np.ndarray | None) -> None:
-    take_clicks(Key.PLANE_CHART, plane=True)
-    take_clicks(Key.MANIFOLD_CHART, plane=True)
+    take_clicks(CodeSpaceKey.PLANE_CHART, plane=True)
+    take_clicks(CodeSpaceKey.MANIFOLD_CHART, plane=True)
     extent = latent.plane_range(codes)
     st.caption("This model's code has 2 numbers: its code space is a plane, drawn as it is, with no projection. "
                "Click anywhere on either chart to decode that point.")
     left, right = st.columns(2)
     with left:
         draw_map(latent.fit_pca(codes), labels, title=f"The codes of {len(codes):,} digits", yours=yours,
-                 chart_key=Key.PLANE_CHART, axis_titles=("code[0]", "code[1]"), revision=f"plane-{fingerprint}")
-    point = st.session_state.get(Key.PLANE_POINT)
+                 chart_key=CodeSpaceKey.PLANE_CHART, axis_titles=("code[0]", "code[1]"),
+                 revision=f"plane-{fingerprint}")
+    point = st.session_state.get(CodeSpaceKey.PLANE_POINT)
     with right:
         image = shared_manifold(fingerprint, model, tuple(map(tuple, extent.tolist())))
         figure = maps_figures.manifold_figure(image, extent, size=MANIFOLD_SIZE, marked=point,
                                               revision=f"manifold-{fingerprint}")
-        st.plotly_chart(figure, key=Key.MANIFOLD_CHART, on_select="rerun", selection_mode="points", theme=None,
-                        width="stretch")
+        st.plotly_chart(figure, key=CodeSpaceKey.MANIFOLD_CHART, on_select="rerun", selection_mode="points",
+                        theme=None, width="stretch")
     if point is not None:
         decoded = latent.decode_codes(model, np.asarray([point], np.float32))[0]
         ui.chart(figures.digit_panels([(f"Decoded at ({point[0]:.2f}, {point[1]:.2f})", decoded)], height=220),
@@ -212,7 +216,7 @@ def plane_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels:
 
 
 def clicked_digit_section(model: nn.Module, codes: np.ndarray, labels: np.ndarray) -> None:
-    clicked = st.session_state.get(Key.CLICKED, [])
+    clicked = st.session_state.get(CodeSpaceKey.CLICKED, [])
     if not clicked:
         st.info("Click a point on the map to open its digit, with its nearest neighbours in code space.")
         return
@@ -236,7 +240,7 @@ def clicked_digit_section(model: nn.Module, codes: np.ndarray, labels: np.ndarra
 
 def interpolation_ends(yours: ui.CurrentDigit | None) -> tuple[str, np.ndarray, str, np.ndarray] | None:
     images = ui.shared_data().val_images
-    clicked = st.session_state.get(Key.CLICKED, [])
+    clicked = st.session_state.get(CodeSpaceKey.CLICKED, [])
     options = []
     if yours is not None and clicked:
         options.append("Your digit → the last clicked digit")
@@ -245,7 +249,7 @@ def interpolation_ends(yours: ui.CurrentDigit | None) -> tuple[str, np.ndarray, 
     if not options:
         st.info("Click two digits on the map (or draw a digit on the home page and click one) to interpolate.")
         return None
-    how = st.radio("Between", options, horizontal=True, key=Key.ENDS)
+    how = st.radio("Between", options, horizontal=True, key=CodeSpaceKey.ENDS)
     if how.startswith("Your"):
         return "your digit", yours.image, f"#{clicked[-1]}", images[clicked[-1]].numpy() / 255
     return f"#{clicked[0]}", images[clicked[0]].numpy() / 255, f"#{clicked[1]}", images[clicked[1]].numpy() / 255
@@ -258,7 +262,7 @@ def interpolation_section(model: nn.Module) -> None:
     if ends is None:
         return
     start_name, start, end_name, end = ends
-    steps = st.slider("Steps", 5, 16, 10, key=Key.STEPS)
+    steps = st.slider("Steps", 5, 16, 10, key=CodeSpaceKey.STEPS)
     line = latent.interpolate_codes(encode_one(model, start), encode_one(model, end), steps)
     rows = [(f"Decoded along the straight line between the codes of {start_name} and {end_name}",
              latent.decode_codes(model, line)),
@@ -270,14 +274,14 @@ def interpolation_section(model: nn.Module) -> None:
 
 def reset_sliders(code: np.ndarray) -> None:
     for number, value in enumerate(code):
-        st.session_state[f"{Key.SLIDER}{number}"] = float(value)
+        st.session_state[f"{CodeSpaceKey.SLIDER}{number}"] = float(value)
 
 
 @st.fragment
 def sliders_section(model: nn.Module, fingerprint: str, codes: np.ndarray) -> None:
     st.subheader("Code sliders")
     digit = ui.current_digit()
-    clicked = st.session_state.get(Key.CLICKED, [])
+    clicked = st.session_state.get(CodeSpaceKey.CLICKED, [])
     if digit is not None:
         name, image = f"your digit ({digit.origin})", digit.image
     elif clicked:
@@ -286,16 +290,18 @@ def sliders_section(model: nn.Module, fingerprint: str, codes: np.ndarray) -> No
         name, image = "digit #0", ui.shared_data().val_images[0].numpy() / 255
     code = encode_one(model, image)
     base = (fingerprint, name, float(np.asarray(image).sum()))
-    if st.session_state.get(Key.SLIDER_BASE) != base:
-        st.session_state[Key.SLIDER_BASE] = base
+    if st.session_state.get(CodeSpaceKey.SLIDER_BASE) != base:
+        st.session_state[CodeSpaceKey.SLIDER_BASE] = base
         reset_sliders(code)
     ranges = shared_ranges(fingerprint, codes)
-    st.caption(f"Every number of the code of {name}; each slider spans the 1st to 99th percentile of that number "
-               f"over the validation digits. The image is decoded as you move them.")
+    low, high = latent.SLIDER_PERCENTILES
+    st.caption(f"Every number of the code of {name}; each slider spans that number's values over the validation "
+               f"digits from percentile {low:g} to percentile {high:g}. The image is decoded as you move them.")
     left, right = st.columns([3, 2])
     with right:
-        st.button("Reset to the digit's code", on_click=reset_sliders, args=(code,), key="cs_reset")
-        slid = np.array([st.session_state[f"{Key.SLIDER}{number}"] for number in range(len(code))], np.float32)
+        st.button("Reset to the digit's code", on_click=reset_sliders, args=(code,), key=CodeSpaceKey.RESET_SLIDERS)
+        slid = np.array([st.session_state[f"{CodeSpaceKey.SLIDER}{number}"] for number in range(len(code))],
+                        np.float32)
         panels = [("The digit's reconstruction", latent.decode_codes(model, code[None])[0]),
                   ("Decoded from the sliders", latent.decode_codes(model, slid[None])[0])]
         ui.chart(figures.digit_panels(panels, height=240), key="cs-slid")
@@ -305,14 +311,11 @@ def sliders_section(model: nn.Module, fingerprint: str, codes: np.ndarray) -> No
             low = min(float(ranges[number][0]), float(value))
             high = max(float(ranges[number][1]), float(value))
             columns[number % 4].slider(f"code[{number}]", low, high, step=(high - low) / 200, format="%.2f",
-                                       key=f"{Key.SLIDER}{number}")
+                                       key=f"{CodeSpaceKey.SLIDER}{number}")
 
 
 def use_plane_model() -> None:
-    label = next((name for name, path in checkpoint.PRETRAINED.items() if path == PLANE_CHECKPOINT), None)
-    if label is None:
-        label = ui.add_session_model(PLANE_LABEL, checkpoint.load(PLANE_CHECKPOINT))
-    st.session_state[ui.Key.MODEL_WIDGET] = label  # a callback runs before the sidebar's widget is drawn
+    st.session_state[ui.SharedKey.MODEL_WIDGET] = PLANE_LABEL  # a callback runs before the sidebar's widget is drawn
 
 
 chosen = ui.model_sidebar()
@@ -335,9 +338,9 @@ if codes.shape[1] == 2:
     plane_section(model, fingerprint, codes, labels, your_code)
 else:
     map_section(model, fingerprint, codes, labels, your_code)
-    if PLANE_CHECKPOINT.is_file():
+    if PLANE_LABEL is not None and PLANE_CHECKPOINT.is_file():
         st.button("Open the shipped model whose code is a plane (2 numbers)", on_click=use_plane_model,
-                  key="cs_use_plane", help="Its code space needs no projection, and every point of it decodes.")
+                  key=CodeSpaceKey.USE_PLANE, help="Its code space needs no projection, and every point of it decodes.")
 clicked_digit_section(model, codes, labels)
 interpolation_section(model)
 sliders_section(model, fingerprint, codes)

@@ -24,7 +24,8 @@ def make(code_size: int = 8) -> Checkpoint:
     torch.manual_seed(0)
     model = ConvAutoencoder(ModelConfig(code_size=code_size))
     return Checkpoint(model_config=ModelConfig(code_size=code_size), state_dict=model.state_dict(),
-                      history={"train_loss": [0.1, 0.05]}, data_source="MNIST", metrics={"test_mse": 0.01})
+                      history={"train_loss": [0.1, 0.05]}, data_source="MNIST",
+                      metrics={checkpoint.SCORE: 0.01, "evaluated_on": "10,000 test digits"})
 
 
 def test_round_trip_keeps_weights_configs_history_and_versions(tmp_path):
@@ -33,7 +34,7 @@ def test_round_trip_keeps_weights_configs_history_and_versions(tmp_path):
     loaded = checkpoint.load(path)
     x = torch.rand(3, 1, 28, 28)
     assert torch.equal(original.build_model()(x), loaded.build_model()(x))
-    assert loaded.history == {"train_loss": [0.1, 0.05]} and loaded.metrics["test_mse"] == 0.01
+    assert loaded.history == {"train_loss": [0.1, 0.05]} and loaded.held_out_mse == 0.01
     assert loaded.versions["torch"] == str(torch.__version__) and loaded.data_source == "MNIST"
     assert checkpoint.load(checkpoint.to_bytes(original)).model_config == original.model_config
     assert [p.name for p in path.parent.iterdir()] == ["m.pt"]  # no temporary file left
@@ -108,6 +109,34 @@ def test_the_shipped_default_loads():
     ckpt = checkpoint.load(checkpoint.DEFAULT_CHECKPOINT)
     assert ckpt.model_type == "cae" and ckpt.model_config == ModelConfig(code_size=32)
     assert ckpt.data_source == "MNIST" and zipfile.is_zipfile(checkpoint.DEFAULT_CHECKPOINT)
+
+
+@pytest.mark.parametrize("path", [*checkpoint.PRETRAINED.values(), V1_FILE], ids=lambda path: path.name)
+def test_a_score_stored_under_its_old_name_loads_under_todays(path):
+    raw = torch.load(path, weights_only=True)["metrics"]
+    assert "test_mse" in raw and checkpoint.SCORE not in raw  # written before the score had today's name
+    ckpt = checkpoint.load(path)
+    assert ckpt.held_out_mse == ckpt.metrics[checkpoint.SCORE] == raw["test_mse"] and "test_mse" not in ckpt.metrics
+    assert f"Held-out MSE per pixel {raw['test_mse']:.4f} on {raw['evaluated_on']}" in ckpt.describe()
+    resaved = torch.load(io.BytesIO(checkpoint.to_bytes(ckpt)), weights_only=True)["metrics"]
+    assert resaved[checkpoint.SCORE] == raw["test_mse"] and "test_mse" not in resaved  # saved under today's name
+
+
+def test_todays_score_wins_over_an_old_name_and_must_be_a_number():
+    both = make().to_dict()
+    both["metrics"] = {checkpoint.SCORE: 0.02, "test_mse": 0.5}
+    unscored = Checkpoint(model_config=make().model_config, state_dict=make().state_dict)
+    assert checkpoint.load(checkpoint.to_bytes(unscored)).held_out_mse is None
+    out = io.BytesIO()
+    torch.save(both, out)
+    assert checkpoint.load(out.getvalue()).held_out_mse == 0.02
+    for name in (checkpoint.SCORE, "test_mse"):
+        bad = make().to_dict()
+        bad["metrics"] = {name: "0.01"}
+        out = io.BytesIO()
+        torch.save(bad, out)
+        with pytest.raises(CheckpointError, match=f"its {name} is not a number"):
+            checkpoint.load(out.getvalue())
 
 
 def test_a_checkpoint_written_before_model_types_still_loads_and_works():

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from cae.engine.checkpoint import Checkpoint
 from cae.models.autoencoder import ConvAutoencoder, ModelConfig
-from cae.ui.common import Key
+from cae.ui.common import SharedKey
 from tests.conftest import ROOT
 from tests.drawing import SEVEN, canvas, canvas_state
 
@@ -94,9 +94,9 @@ def untied_checkpoint() -> Checkpoint:
 
 
 def test_an_untied_model_shows_the_decoders_own_kernels_and_the_lesson_still_holds(app):
-    app.session_state[Key.MODELS] = {"Untied test model": untied_checkpoint()}
+    app.session_state[SharedKey.MODELS] = {"Untied test model": untied_checkpoint()}
     app.switch_page(PAGE).run()
-    app.selectbox(key=Key.MODEL_WIDGET).set_value("Untied test model").run()
+    app.selectbox(key=SharedKey.MODEL_WIDGET).set_value("Untied test model").run()
     assert not app.exception
     assert "Model: **Untied test model** (untied weights" in app.caption[0].value
     untied = [m.value for m in app.markdown if m.value.startswith("Untied:")]

@@ -69,9 +69,9 @@ def until(at, condition, seconds: float = 60) -> None:
 
 
 def use_model(at, label: str, model: torch.nn.Module) -> None:
-    at.session_state[ui.Key.MODELS] = {label: checkpoint.Checkpoint(model.config, model.state_dict())}
+    at.session_state[ui.SharedKey.MODELS] = {label: checkpoint.Checkpoint(model.config, model.state_dict())}
     at.run()  # the sidebar lists it
-    at.sidebar.selectbox(key=ui.Key.MODEL_WIDGET).select(label).run()
+    at.sidebar.selectbox(key=ui.SharedKey.MODEL_WIDGET).select(label).run()
     assert not at.exception
 
 
@@ -92,7 +92,7 @@ def test_the_pca_map_of_the_default_model_and_a_clicked_digit_with_its_neighbour
 
 
 def test_your_digit_is_a_star_placed_by_the_same_projection(page, mnist):
-    page.session_state[ui.Key.CURRENT_DIGIT] = ui.CurrentDigit(mnist.val_images[7].numpy() / 255, "test digit #7")
+    page.session_state[ui.SharedKey.CURRENT_DIGIT] = ui.CurrentDigit(mnist.val_images[7].numpy() / 255, "test digit #7")
     page.run()
     spec = chart(page, "PCA of the codes")
     star = next(trace for trace in spec["data"] if trace["name"] == "your digit")

@@ -1,4 +1,5 @@
-"""The training page under AppTest: live progress, Pause, Stop, Reset, divergence, and two independent sessions."""
+"""The training page under AppTest: its knobs read from the configs, live progress, Pause, Stop, Reset,
+divergence, and two independent sessions."""
 
 import base64
 import json
@@ -12,10 +13,11 @@ from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from cae.engine import checkpoint
+from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES, TrainConfig
 from cae.engine.trainer import RunState, StopReason
-from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.models.autoencoder import ACTIVATIONS, ConvAutoencoder, ModelConfig
 from cae.models.config import Knob
-from cae.models.registry import MODEL_TYPES, ModelType
+from cae.models.registry import MODEL_TYPES, ModelType, build_model, type_of
 from cae.ui import common as ui
 from tests.conftest import ROOT
 
@@ -32,11 +34,17 @@ def places(monkeypatch):
     ui.run_queue.clear()
 
 
-def train_page(**settings) -> AppTest:
+def fresh_train_page() -> AppTest:
+    """The Train page as a new visitor first sees it: every knob at its default."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
     at.switch_page("pages/1_Train.py").run()
     assert not at.exception
+    return at
+
+
+def train_page(**settings) -> AppTest:
+    at = fresh_train_page()
     for key, value in {**FAST, **settings}.items():
         at.session_state[key] = value
     at.run()
@@ -88,6 +96,75 @@ def runner(at):
     return at.session_state["runner"]
 
 
+def within(values, field: str) -> bool:
+    low, high = TrainConfig.RANGES[field]
+    return bool(values) and all(low <= value <= high for value in values)
+
+
+def test_every_knob_takes_its_range_choices_and_default_from_the_configs(full_mnist):
+    at = fresh_train_page()
+    model, train = PAGE_DEFAULTS.model, PAGE_DEFAULTS.train
+    kind = at.selectbox(key="t_type")
+    assert kind.value == type_of(model).name and kind.options == [t.title for t in MODEL_TYPES.values()]
+    code = at.slider(key="t_code")
+    assert code.value == model.code_size and code.min == ModelConfig.RANGES["code_size"][0]
+    assert code.max <= ModelConfig.RANGES["code_size"][1]  # the page may offer less, never more
+    dropout = at.slider(key="t_dropout")
+    assert (dropout.min, dropout.max) == ModelConfig.RANGES["dropout"] and dropout.value == model.dropout
+    assert at.toggle(key="t_tied").value == model.tied_weights
+    activation = at.selectbox(key="t_act")
+    assert activation.options == list(ACTIVATIONS) and activation.value == model.activation
+
+    loss, optimizer, schedule = at.selectbox(key="t_loss"), at.selectbox(key="t_opt"), at.selectbox(key="t_schedule")
+    assert loss.options == list(LOSSES.values()) and loss.value == train.loss
+    assert len(optimizer.options) == len(OPTIMIZERS) and optimizer.value == train.optimizer
+    assert f"momentum {train.momentum:g}" in optimizer.options[list(OPTIMIZERS).index("sgd")]
+    assert schedule.options == list(SCHEDULES.values()) and schedule.value == train.schedule
+    rate = at.select_slider(key="t_lr")
+    assert rate.value == train.learning_rate and within([float(o) for o in rate.options], "learning_rate")
+    batch = at.select_slider(key="t_batch")
+    assert batch.value == train.batch_size and within([int(o) for o in batch.options], "batch_size")
+    subset = at.select_slider(key="t_subset")
+    assert subset.value == train.train_subset
+    assert within([0 if o == "all" else int(o.replace(",", "")) for o in subset.options], "train_subset")
+    epochs = at.slider(key="t_epochs")
+    assert epochs.value == train.epochs and epochs.min == TrainConfig.RANGES["epochs"][0]
+    assert epochs.max <= TrainConfig.RANGES["epochs"][1]
+    seed = at.number_input(key="t_seed")
+    assert (seed.min, seed.max) == TrainConfig.RANGES["seed"] and seed.value == train.seed
+    channel = at.slider(key="t_channel")  # every channel conv2 really has, checked on a built network
+    assert (channel.min, channel.max) == (0, build_model(model).conv2.weight.shape[0] - 1)
+
+
+@pytest.mark.parametrize("name", [name for name, kind in MODEL_TYPES.items() if kind.config_class.KNOBS])
+def test_a_types_knobs_take_their_range_choices_and_default_from_its_config(full_mnist, name):
+    at = fresh_train_page()
+    at.session_state["t_type"] = name
+    at.run()
+    config_class = MODEL_TYPES[name].config_class
+    for knob in config_class.KNOBS:
+        default = getattr(config_class(), knob.field)
+        if knob.choices:
+            widget = at.selectbox(key=f"t_{knob.field}")
+            assert widget.options == list(knob.choices)
+        else:
+            widget = at.slider(key=f"t_{knob.field}")
+            assert (widget.min, widget.max, widget.step) == (knob.low, knob.high, knob.step)
+        assert widget.label == knob.label and widget.value == default
+
+
+def test_a_first_start_trains_the_page_defaults_exactly(full_mnist):
+    at = fresh_train_page()
+    at.button(key="t_start").click().run()
+    try:
+        assert not at.exception
+        trainer = runner(at).trainer
+        assert trainer.model_config == PAGE_DEFAULTS.model and trainer.config == PAGE_DEFAULTS.train
+    finally:
+        runner(at).stop()
+        runner(at).join(30)
+
+
 def test_controls_and_labels(page):
     assert [b.label for b in page.button] == ["Start", "Pause/Resume", "Stop", "Reset"]
     assert page.button(key="t_pause").disabled and page.button(key="t_stop").disabled
@@ -120,9 +197,12 @@ def test_a_short_run_finishes_and_its_model_joins_the_choice_with_pca_beside_it(
     # the last epoch's check over every validation digit is the score: the model is not scored a second time
     final = runner(page).trainer.final_mse
     assert not scored_again and final is not None
-    assert page.session_state[ui.Key.MODELS][page.session_state[ui.Key.RUN_SAVED]].metrics["test_mse"] == final
+    saved = page.session_state[ui.SharedKey.MODELS][page.session_state[ui.SharedKey.RUN_SAVED]]
+    assert saved.metrics[checkpoint.SCORE] == saved.held_out_mse == final and "test_mse" not in saved.metrics
+    assert saved.evaluated_on == "10,000 test digits"  # the score's name and the digits it was measured on
     assert page.selectbox(key="model_select").options[SHIPPED].startswith("Run 1: CAE, code 32, trained at step 48")
-    assert [m.label for m in page.metric][:2] == ["Validation MSE per pixel", "PCA with 32 components"]
+    assert [m.label for m in page.metric][:2] == ["Held-out MSE per pixel", "PCA with 32 components"]
+    assert "10,000 test digits" in page.metric[0].help
     assert 0 < float(page.metric[0].value) < 0.2 and 0 < float(page.metric[1].value) < 0.1
     assert page.get("download_button")
     assert len(figure(page, "Loss")["data"]) == 3  # raw, smoothed, validation
@@ -156,7 +236,7 @@ def test_reset_right_after_stop_keeps_the_stopped_model(page):
     page.button(key="t_stop").click()
     page.button(key="t_reset").click().run()  # both in one rerun: the page never saw the run end
     assert not page.exception and "runner" not in page.session_state
-    models = page.session_state[ui.Key.MODELS]
+    models = page.session_state[ui.SharedKey.MODELS]
     assert len(models) == 1 and "stopped at step" in next(iter(models))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from cae.engine import checkpoint
 from cae.engine.metrics import model_mse, reconstruct
 from cae.engine.run_queue import RunQueue
 from cae.engine.runner import TrainingRunner
@@ -66,10 +67,14 @@ def test_the_last_epoch_checks_every_validation_digit_and_that_is_the_runs_score
     assert len(t.val_images) == 100 and len(every) == 1000  # all the (test's) validation digits
     assert t.final_mse == t.history.val_mse[-1]
     assert t.final_mse == pytest.approx(model_mse(t.model, every.cpu()), rel=1e-6)
+    ckpt = t.checkpoint()  # the score travels with the model, named for the digits it was measured on
+    assert ckpt.held_out_mse == ckpt.metrics[checkpoint.SCORE] == t.final_mse
+    assert ckpt.evaluated_on == f"1,000 {mnist.val_name} digits"
     stopped = trainer(mnist, epochs=2, val_subset=100)
     run(stopped, 2 * stopped.steps_per_epoch - 1)
     stopped.stop()  # one step before the end
     assert stopped.finished and stopped.final_mse is None  # the page scores its weights itself
+    assert stopped.checkpoint().held_out_mse is None  # its last check was of 100 digits with other weights
 
 
 def test_a_collapse_that_the_last_epochs_check_finds_is_reported(mnist):

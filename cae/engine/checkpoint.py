@@ -5,6 +5,10 @@ Read with `torch.load(..., weights_only=True)`, which never unpickles code, and 
 corrupt, truncated or foreign file raises CheckpointError and nothing else changes. In memory the configs are
 typed (the model type's config dataclass, TrainConfig); on disk they are plain dicts. Version 1 files (written
 before the model types) hold an autoencoder's config and load as such.
+
+A model's score is its MSE per pixel on held-out digits, digits it never trained on (MNIST's 10,000 test digits,
+or the offline sample's validation split), stored under SCORE with the digits named in "evaluated_on". Files
+written before that name stored it as "test_mse", which loading renames.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from cae.models.registry import ModelType, build_model, make_config, model_type,
 FORMAT = "cae-explorer-checkpoint"
 VERSION = 2  # 2: model types (cae, dae, vae); 1: the autoencoder alone, same fields
 READABLE_VERSIONS = (1, 2)
+SCORE = "held_out_mse"  # metrics key of the score (module docstring)
+OLD_SCORE_NAMES = ("test_mse",)  # what files written before SCORE call it
+NUMERIC_METRICS = (SCORE, *OLD_SCORE_NAMES, "val_mse", "pca_mse")
 
 
 class CheckpointError(ValueError):
@@ -47,7 +54,8 @@ class Checkpoint:
     train_config: TrainConfig | None = None  # None for weights from elsewhere
     history: dict[str, Any] = field(default_factory=dict)  # cae.engine.trainer.History as a dict
     data_source: str = ""  # cae.engine.data.FULL or SAMPLE
-    metrics: dict[str, Any] = field(default_factory=dict)  # val_mse, test_mse, pca_mse, steps, ...
+    # SCORE with "evaluated_on"; val_mse (the last epoch's check), pca_mse, steps, stop_reason, wall_seconds
+    metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
 
     @property
@@ -67,14 +75,30 @@ class Checkpoint:
             raise CheckpointError(f"the weights do not fit the {self.model_type!r} model: {error}") from error
         return model.eval()
 
+    @property
+    def held_out_mse(self) -> float | None:
+        """The score: MSE per pixel on held-out digits (those named by `evaluated_on`), None if never scored."""
+        return self.metrics.get(SCORE)
+
+    @property
+    def evaluated_on(self) -> str:
+        """The held-out digits the score was measured on, for people: "10,000 test digits"."""
+        return self.metrics.get("evaluated_on") or (
+            "MNIST test digits" if self.data_source == "MNIST" else "validation digits")
+
+    def record_score(self, mse: float, digits: int, name: str) -> None:
+        """Store the score, measured on `digits` held-out digits that the data calls `name` ("test", ...)."""
+        self.metrics[SCORE] = mse
+        self.metrics["evaluated_on"] = f"{digits:,} {name} digits"
+
     def describe(self) -> str:
         """A few lines for people: type, settings, score and training."""
-        score = self.metrics.get("test_mse", self.metrics.get("val_mse"))
-        where = self.metrics.get("evaluated_on") or (
-            "MNIST test digits" if self.data_source == "MNIST" else "validation digits")
+        score = self.held_out_mse
+        if score is None:
+            score = self.metrics.get("val_mse")
         lines = [f"{self.kind.title}: {self.model_config.describe()}"]
         if score is not None:
-            lines.append(f"MSE per pixel {score:.4f} on {where}")
+            lines.append(f"Held-out MSE per pixel {score:.4f} on {self.evaluated_on}")
         if self.train_config:
             lines.append(f"trained on {self.data_source or '?'}: {self.train_config.describe()}")
         return "  \n".join(lines)
@@ -130,6 +154,16 @@ def load(source: str | Path | bytes | BinaryIO, *, name: str | None = None) -> C
         raise CheckpointError(f"{label}: {error}") from error
 
 
+def renamed_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A file's metrics under today's names: a score stored under an old name (OLD_SCORE_NAMES) becomes SCORE."""
+    renamed = dict(metrics)
+    for old in OLD_SCORE_NAMES:
+        if old in renamed:
+            value = renamed.pop(old)
+            renamed.setdefault(SCORE, value)
+    return renamed
+
+
 def _checked(raw: Any) -> Checkpoint:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError("not a CAE Explorer checkpoint (a model file from somewhere else?)")
@@ -142,8 +176,9 @@ def _checked(raw: Any) -> Checkpoint:
         if not isinstance(raw.get(name) or {}, dict):
             raise CheckpointError(f"its {name} are not a mapping")
     for name, value in (raw.get("metrics") or {}).items():
-        if name in ("test_mse", "val_mse", "pca_mse") and value is not None and not isinstance(value, (int, float)):
+        if name in NUMERIC_METRICS and value is not None and not isinstance(value, (int, float)):
             raise CheckpointError(f"its {name} is not a number")
+    metrics = renamed_metrics(raw.get("metrics") or {})
     model_config = make_config(model_type(raw["model_type"]).name, raw.get("model_config"))
     train_config = None if raw.get("train_config") is None else config_from_dict(TrainConfig, raw["train_config"])
     state = raw.get("state_dict")
@@ -152,7 +187,7 @@ def _checked(raw: Any) -> Checkpoint:
     checkpoint = Checkpoint(
         model_config=model_config, state_dict=state,
         train_config=train_config, history=raw.get("history") or {},
-        data_source=str(raw.get("data_source") or ""), metrics=raw.get("metrics") or {},
+        data_source=str(raw.get("data_source") or ""), metrics=metrics,
         versions=raw.get("versions") or {})
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise CheckpointError("the weights contain NaN or infinite numbers")

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
+from cae.models.autoencoder import ModelConfig
 from cae.models.config import ConfigError, check_choice, check_range
 
-OPTIMIZERS = ("adam", "sgd")
-LOSSES = ("mse", "bce")
-SCHEDULES = ("constant", "cosine")
+# name -> what it is, for people (the Train page's choices, help texts)
+OPTIMIZERS = {"adam": "Adam", "sgd": "SGD with momentum"}
+LOSSES = {"mse": "Mean squared error", "bce": "Binary cross-entropy"}
+SCHEDULES = {"constant": "Constant", "cosine": "Cosine decay to zero"}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -53,11 +55,23 @@ class TrainConfig:
                 f"batch {self.batch_size}")
 
 
-# What a first Start on the Train page uses, chosen by measurement so that it beats PCA within 30 s on either data
-# source (README, "Defaults that teach"). The first epochs check 1,000 validation digits; the last checks them all,
-# and that check is the run's score (cae.engine.trainer).
-PAGE_DEFAULTS = TrainConfig(epochs=4, batch_size=64, learning_rate=3e-3, schedule="constant", train_subset=5000,
-                            val_subset=1000)
+@dataclass(frozen=True)
+class PageDefaults:
+    """What a first Start on the Train page trains: every knob of the page starts from here (a model type's own
+    knobs from its config's defaults), and the settings the page has no knob for are taken from `train` as they are.
+    """
+
+    model: ModelConfig  # its type is the page's first choice
+    train: TrainConfig
+
+
+# Chosen by measurement so that a first run beats PCA within 30 s on either data source (README, "Defaults that
+# teach"). The first epochs check 1,000 validation digits; the last checks them all, and that check is the run's
+# score (cae.engine.trainer). benchmarks/bench_browser.py times the same run.
+PAGE_DEFAULTS = PageDefaults(
+    model=ModelConfig(),
+    train=TrainConfig(epochs=4, batch_size=64, learning_rate=3e-3, schedule="constant", train_subset=5000,
+                      val_subset=1000))
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -105,6 +105,7 @@ class Trainer:
         # several times). The last epoch's check is over every validation digit: with the final weights, it is the
         # finished run's score (final_mse), which the page then shows without scoring the model a second time.
         self.all_val_images = data.val_images.to(self.device)
+        self.held_out = (len(data.val_images), data.val_name)  # what the score is measured on, for its checkpoint
         self.val_images = self.all_val_images[:train_config.val_subset or None]  # a view: one copy on the device
         self.steps_per_epoch = math.ceil(len(train) / train_config.batch_size)
         self.total_steps = self.steps_per_epoch * train_config.epochs
@@ -225,11 +226,14 @@ class Trainer:
                 "conv2": self.model.conv2.weight.detach().cpu().numpy().copy()}
 
     def checkpoint(self) -> Checkpoint:
-        """The current model with its configs and history."""
-        return Checkpoint(
+        """The current model with its configs and history; with its score once the run has one (final_mse)."""
+        ckpt = Checkpoint(
             model_config=self.model_config, train_config=self.config,
             state_dict={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             history=asdict(self.history), data_source=self.data_source,
             metrics={"val_mse": self.history.val_mse[-1] if self.history.val_mse else None,
                      "steps": self.step_count, "stop_reason": self.stop_message},
         )
+        if self.final_mse is not None:
+            ckpt.record_score(self.final_mse, *self.held_out)
+        return ckpt

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -28,6 +29,7 @@ from cae.engine.metrics import model_mse, pca_mse
 from cae.engine.run_queue import RunQueue, default_places, places_from_environment
 from cae.engine.runner import TrainingRunner
 from cae.engine.trainer import RunState
+from cae.models.config import Knob
 from cae.models.noise import Noise
 from cae.models.registry import type_of
 from cae.views import explore
@@ -36,8 +38,9 @@ from cae.views.figures import base as figures
 DEFAULT_LABEL = next(iter(checkpoint.PRETRAINED))
 
 
-class Key(StrEnum):
-    """The session-state keys more than one page reads; each page defines its own keys itself."""
+class SharedKey(StrEnum):
+    """The session-state keys more than one page reads; each page names its own keys in an enum of its own
+    (HomeKey, TrainKey, InsideKey, CodeSpaceKey)."""
 
     MODELS = "models"  # label -> Checkpoint: this session's trained and uploaded models
     BUILT = "built_models"  # label -> nn.Module in eval mode, built once from MODELS
@@ -103,12 +106,12 @@ class CurrentDigit:
 
 
 def set_current_digit(image: np.ndarray, origin: str) -> None:
-    st.session_state[Key.CURRENT_DIGIT] = CurrentDigit(np.asarray(image, np.float32).copy(), origin)
+    st.session_state[SharedKey.CURRENT_DIGIT] = CurrentDigit(np.asarray(image, np.float32).copy(), origin)
 
 
 def current_digit() -> CurrentDigit | None:
     """The digit last drawn, picked or uploaded in this session, or None before the first."""
-    return st.session_state.get(Key.CURRENT_DIGIT)
+    return st.session_state.get(SharedKey.CURRENT_DIGIT)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ class ChosenModel:
 
 def add_session_model(label: str, ckpt: Checkpoint) -> str:
     """Keep a model in this session under a label not used yet; returns that label."""
-    models = st.session_state.setdefault(Key.MODELS, {})
+    models = st.session_state.setdefault(SharedKey.MODELS, {})
     unique, n = label, 2
     while unique in models or unique in checkpoint.PRETRAINED:
         unique, n = f"{label} ({n})", n + 1
@@ -129,23 +132,23 @@ def add_session_model(label: str, ckpt: Checkpoint) -> str:
 
 
 def _load_uploaded_checkpoint() -> None:
-    upload = st.session_state.get(Key.UPLOAD)
+    upload = st.session_state.get(SharedKey.UPLOAD)
     if upload is None:
         return
     try:
         ckpt = checkpoint.load(upload.getvalue(), name=upload.name)
     except CheckpointError as error:
-        st.session_state[Key.UPLOAD_MESSAGE] = ("error", f"Not loaded: {error}. The current model is unchanged.")
+        st.session_state[SharedKey.UPLOAD_MESSAGE] = ("error", f"Not loaded: {error}. The current model is unchanged.")
         return
     label = add_session_model(f"Uploaded: {upload.name}", ckpt)
-    st.session_state[Key.MODEL_WIDGET] = label  # a callback runs before the widget is drawn, so this is allowed
-    st.session_state[Key.UPLOAD_MESSAGE] = ("success", f"Loaded {label}.")
+    st.session_state[SharedKey.MODEL_WIDGET] = label  # a callback runs before the widget is drawn, so this is allowed
+    st.session_state[SharedKey.UPLOAD_MESSAGE] = ("success", f"Loaded {label}.")
 
 
 def _session_model(label: str) -> nn.Module:
-    built = st.session_state.setdefault(Key.BUILT, {})
+    built = st.session_state.setdefault(SharedKey.BUILT, {})
     if label not in built:
-        built[label] = st.session_state[Key.MODELS][label].build_model()
+        built[label] = st.session_state[SharedKey.MODELS][label].build_model()
     return built[label]
 
 
@@ -159,25 +162,34 @@ def sticky(widget, label: str, *args, key: str, default, **kwargs):
     return value
 
 
+def knob_widget(knob: Knob, *, key: str, default: Any, where: Any = st, **kwargs: Any) -> Any:
+    """A model type's setting (cae.models.config.Knob) as the widget it asks for, kept across pages (`sticky`):
+    a selectbox of its choices, else a slider over its range."""
+    if knob.choices:
+        return sticky(where.selectbox, knob.label, list(knob.choices), key=key, default=default, help=knob.help,
+                      **kwargs)
+    return sticky(where.slider, knob.label, knob.low, knob.high, step=knob.step, key=key, default=default,
+                  help=knob.help, **kwargs)
+
+
 def finished_run_label(runner: TrainingRunner) -> str:
     trainer = runner.trainer
     how = "stopped" if trainer.stop_reason else "trained"
-    number = st.session_state.get(Key.RUN_COUNT, 1)
+    number = st.session_state.get(SharedKey.RUN_COUNT, 1)
     kind = type_of(trainer.model_config).name.upper()
     return f"Run {number}: {kind}, code {trainer.model_config.code_size}, {how} at step {trainer.step_count}"
 
 
 def collect_finished_run() -> None:
     """Once a run of this session has ended, add its model to the session's models (on whichever page is open)."""
-    runner: TrainingRunner | None = st.session_state.get(Key.RUNNER)
+    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
     if runner is None or runner.alive or runner.state in (RunState.READY, RunState.FAILED) \
-            or st.session_state.get(Key.RUN_SAVED):
+            or st.session_state.get(SharedKey.RUN_SAVED):
         return
     with runner.reading() as trainer:
         if trainer.step_count == 0:
             return  # stopped before the first step: nothing was learned
-        ckpt = trainer.checkpoint()
-        final_mse = trainer.final_mse  # a run that went to its end scored its final weights on every digit
+        ckpt = trainer.checkpoint()  # with its score when the run went to its end (its last check of every digit)
         # None once a run whose tab went away has freed its data; its model is kept all the same
         train_images = None if trainer.train_images is None else trainer.train_images.cpu()
     data = shared_data()
@@ -189,12 +201,11 @@ def collect_finished_run() -> None:
         ckpt.metrics["pca_mse"] = pca_mse(train_images, data.val_images, components)
     else:
         ckpt.metrics["pca_mse"] = None  # its training digits are gone: PCA cannot be fitted on the same ones
-    # The final weights, not the last epoch's check (a run stopped early) unless that check was made with them.
-    ckpt.metrics["test_mse"] = final_mse if final_mse is not None else model_mse(ckpt.build_model(), data.val_images)
-    ckpt.metrics["evaluated_on"] = f"{len(data.val_images):,} {data.val_name} digits"
+    if ckpt.held_out_mse is None:  # stopped early: its last check was not of every digit with these weights
+        ckpt.record_score(model_mse(ckpt.build_model(), data.val_images), len(data.val_images), data.val_name)
     ckpt.metrics["wall_seconds"] = runner.wall_seconds
     label = add_session_model(finished_run_label(runner), ckpt)
-    st.session_state[Key.RUN_SAVED] = label
+    st.session_state[SharedKey.RUN_SAVED] = label
 
 
 _router = threading.local()  # per script thread: is app.py's navigation running the page now?
@@ -220,9 +231,9 @@ def _through_the_router() -> None:
     server-wide mode: on a cold server, a visitor's page may start in the old mode just before another visitor's
     app.py switches it off (8 tabs opening a cold server at once left one so in each of 3 trials).
     """
-    if getattr(_router, "active", False) or st.session_state.get(Key.REROUTED):
+    if getattr(_router, "active", False) or st.session_state.get(SharedKey.REROUTED):
         return  # (once per session: a page file run on its own, as `streamlit run pages/...` does, would loop)
-    st.session_state[Key.REROUTED] = True
+    st.session_state[SharedKey.REROUTED] = True
     PagesManager.uses_pages_directory = False
     st.rerun()
 
@@ -231,17 +242,17 @@ def model_sidebar() -> ChosenModel:
     """The model choice, the same on every page: the default, this session's models, or an uploaded file."""
     _through_the_router()
     collect_finished_run()
-    models = st.session_state.setdefault(Key.MODELS, {})
+    models = st.session_state.setdefault(SharedKey.MODELS, {})
     with st.sidebar:
         st.header("Model")
-        label = sticky(st.selectbox, "Model to use", [*checkpoint.PRETRAINED, *models], key=Key.MODEL_WIDGET,
+        label = sticky(st.selectbox, "Model to use", [*checkpoint.PRETRAINED, *models], key=SharedKey.MODEL_WIDGET,
                        default=DEFAULT_LABEL, help="The shipped models, models trained on the Train page in "
                                                    "this browser session, or a checkpoint you upload.")
-        st.file_uploader("Load a checkpoint (.pt)", type=["pt", "pth", "ckpt"], key=Key.UPLOAD,
+        st.file_uploader("Load a checkpoint (.pt)", type=["pt", "pth", "ckpt"], key=SharedKey.UPLOAD,
                          on_change=_load_uploaded_checkpoint,
                          help="A file written by this app or by `python -m cae.train`. It is read safely: "
                               "no code inside a file is ever run.")
-        message = st.session_state.pop(Key.UPLOAD_MESSAGE, None)
+        message = st.session_state.pop(SharedKey.UPLOAD_MESSAGE, None)
         if message:
             getattr(st, message[0])(message[1])
         if label in checkpoint.PRETRAINED:
@@ -250,7 +261,7 @@ def model_sidebar() -> ChosenModel:
             ckpt, model = models[label], _session_model(label)
         st.caption(ckpt.describe())
         if label in models:  # any model of this session can be kept, not only the run just finished
-            st.download_button("Download this model", lambda: checkpoint.to_bytes(ckpt), key=Key.DOWNLOAD,
+            st.download_button("Download this model", lambda: checkpoint.to_bytes(ckpt), key=SharedKey.DOWNLOAD,
                                file_name=f"{ckpt.model_type}-model.pt", mime="application/octet-stream",
                                on_click="ignore")
     return ChosenModel(label, ckpt, model)

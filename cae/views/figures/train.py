@@ -29,7 +29,7 @@ def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Se
                total_steps: int | None = None, max_points: int = 500,
                terms: Mapping[str, Sequence[float]] | None = None,
                term_labels: Mapping[str, str] | None = None) -> go.Figure:
-    """Training loss per step (raw and smoothed), validation MSE per epoch; long runs thinned to max_points.
+    """Training loss per step (raw and smoothed), held-out MSE per epoch; long runs thinned to max_points.
 
     The step axis spans `total_steps` when given: the curve grows into the run's width. `terms` are the parts of
     an objective with more than one (they add up to the loss), drawn smoothed beside it and named by
@@ -48,7 +48,7 @@ def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Se
         traces.append(dict(type="scatter", x=steps, y=smooth(values)[::stride], mode="lines",
                            name=f"{(term_labels or {}).get(name, name)}, smoothed", line=dict(color=colour, width=2)))
     traces.append(dict(type="scatter", x=list(val_step), y=list(val_mse),
-                       name="validation MSE (per epoch; the last: all digits)",
+                       name="held-out MSE (each epoch; the last: all held-out digits)",
                        mode="lines+markers", line=dict(color="#d62728", width=2),
                        yaxis="y2" if terms else "y"))
     shapes, notes = [], []
@@ -65,7 +65,7 @@ def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Se
     if terms:  # an objective in nats per digit and an MSE per pixel need axes of their own
         term_values = [v for values in terms.values() for v in values]
         yaxis.update(_value_axis([*train_loss, *term_values], log_scale))
-        extra["yaxis2"] = dict(title=dict(text="validation MSE"), type=scale, overlaying="y", side="right",
+        extra["yaxis2"] = dict(title=dict(text="held-out MSE"), type=scale, overlaying="y", side="right",
                                showgrid=False, **_value_axis([*val_mse, pca_mse], log_scale))
         if pca_mse is not None:
             shapes[0]["yref"] = notes[0]["yref"] = "y2"

@@ -18,8 +18,8 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from cae.engine import preprocess
-from cae.models.noise import KINDS as NOISE_KINDS
-from cae.models.noise import Noise
+from cae.models.contract import Prior
+from cae.models.noise import AMOUNT_KNOB, KIND_KNOB, Noise
 from cae.ui import common as ui
 from cae.views import explore
 from cae.views.figures import home as home_figures
@@ -27,7 +27,7 @@ from cae.views.figures import home as home_figures
 CANVAS_SIZE = 280  # 10x MNIST's 28; the default pen then draws strokes of MNIST's relative width
 SAMPLES_SHOWN = 32
 NO_NOISE = "none"
-SAMPLE_GRID = 32  # new digits a variational model draws at a time
+SAMPLE_GRID = 32  # new digits a type with a prior draws at a time
 
 
 class Key(StrEnum):
@@ -62,13 +62,13 @@ def canvas_key() -> str:
 def noise_control() -> Noise | None:
     """Kind and amount of noise added to whatever digit is shown; None for a clean input."""
     kind_column, amount_column, seed_column = st.columns([2, 3, 1])
-    kind = kind_column.selectbox("Add noise", [NO_NOISE, *NOISE_KINDS], key=Key.NOISE_KIND,
+    kind = kind_column.selectbox("Add noise", [NO_NOISE, *KIND_KNOB.choices], key=Key.NOISE_KIND,
                                  help="Give the model a corrupted copy and see whether it brings back the clean "
                                       "digit. A denoising autoencoder learned to; the others never saw noise.")
     if kind == NO_NOISE:
         return None
-    amount = amount_column.slider("Noise amount", 0.05, 1.0, 0.5, step=0.05, key=Key.NOISE_AMOUNT,
-                                  help="Gaussian: its sigma; masking and salt and pepper: the fraction of pixels.")
+    amount = amount_column.slider(AMOUNT_KNOB.label, AMOUNT_KNOB.low, AMOUNT_KNOB.high, Noise().amount,
+                                  step=AMOUNT_KNOB.step, key=Key.NOISE_AMOUNT, help=AMOUNT_KNOB.help)
     seed = st.session_state.setdefault(Key.NOISE_SEED, 0)
     seed_column.button("New noise", key="new_noise",
                        on_click=lambda: st.session_state.update({Key.NOISE_SEED: seed + 1}))
@@ -101,7 +101,18 @@ def draw_and_reconstruct(model, noise: Noise | None) -> None:
             return
         st.caption("The model input is your drawing scaled into 20x20 and centred by its centre of mass in 28x28, "
                    "as MNIST made its digits.")
+        show_scores(model, result.image)
     ui.show_code(result, key="drawn")
+
+
+def show_scores(model, image: np.ndarray) -> None:
+    """The scores the model's type declares beyond the MSE (a VAE's negative ELBO, a denoiser's PSNR), for this
+    digit; nothing for a type that declares none."""
+    scores = explore.digit_scores(model, image)
+    if not scores:
+        return
+    for column, (score, value) in zip(st.columns(len(scores)), scores):
+        column.metric(score.label, score.describe(value), help=f"{score.help} {score.better.capitalize()} is better.")
 
 
 def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
@@ -169,14 +180,14 @@ def uploaded_digit() -> np.ndarray | None:
     return image
 
 
-def new_digits(chosen: ui.ChosenModel) -> None:
-    """A variational model's own view: digits decoded from codes drawn from its prior, and one code number swept."""
+def new_digits(chosen: ui.ChosenModel, prior: Prior) -> None:
+    """The view of a type with a prior: digits decoded from codes drawn from it, and one code number swept."""
     st.subheader("New digits from the prior")
     seed = st.session_state.setdefault(Key.SAMPLE_SEED, 0)
     st.button("Draw new codes", key="resample", on_click=lambda: st.session_state.update({Key.SAMPLE_SEED: seed + 1}))
     samples = explore.sample_digits(chosen.model, SAMPLE_GRID, seed)
-    ui.chart(home_figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from N(0, I), "
-                                                f"seed {seed}"), key="prior-samples")
+    ui.chart(home_figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from "
+                                                    f"{prior.description}, seed {seed}"), key="prior-samples")
     current = ui.current_digit()
     if current is None:
         st.caption("Draw, pick or upload a digit to sweep its code numbers one at a time.")
@@ -185,9 +196,10 @@ def new_digits(chosen: ui.ChosenModel) -> None:
     dimension = 0 if code_size == 1 else st.slider("Code number to sweep", 0, code_size - 1, 0,
                                                    key=Key.TRAVERSE_DIMENSION)
     values, images = explore.traversal(chosen.model, current.image, dimension)
+    low, high = prior.traversal_range()
     ui.chart(home_figures.digit_grid(images, [f"{v:+.1f}" for v in values], per_row=len(images),
-                                title=f"The current digit ({current.origin}), code number {dimension} swept "
-                                      f"from -3 to 3"), key="traversal")
+                                     title=f"The current digit ({current.origin}), code number {dimension} swept "
+                                           f"from {low:g} to {high:g}"), key="traversal")
 
 
 def home() -> None:
@@ -209,10 +221,12 @@ def home() -> None:
             with left:
                 result = ui.show_reconstruction(chosen.model, digit, key="result", noise=noise,
                                                 noise_seed=st.session_state.get(Key.NOISE_SEED, 0))
+                show_scores(chosen.model, digit)
             with right:
                 ui.show_code(result, key="result")
-    if chosen.checkpoint.kind.can_sample:
-        new_digits(chosen)
+    prior = chosen.checkpoint.kind.prior
+    if prior is not None:
+        new_digits(chosen, prior)
 
 
 st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")

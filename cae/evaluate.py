@@ -1,10 +1,11 @@
 """Score a checkpoint, or reconstruct images with it: `python -m cae.evaluate --help`.
 
-    python -m cae.evaluate [CHECKPOINT]               one JSON object: test_mse, pca_mse, code_size, source, count
-                                                      (and test_elbo_nats for a variational model)
+    python -m cae.evaluate [CHECKPOINT]               one JSON object: test_mse, pca_mse, code_size, source, count,
+                                                      and the scores its model type declares (test_elbo_nats for
+                                                      a variational model, test_own_noise_psnr_db for a denoiser)
     python -m cae.evaluate CHECKPOINT --noise gaussian:0.5   adds noisy_psnr_db and output_psnr_db
     python -m cae.evaluate --reconstruct IN.npy OUT.npy   reconstructions of an (N, 28, 28) array in [0, 1]
-    python -m cae.evaluate CHECKPOINT --sample N OUT.npy  N new digits from a variational model's prior
+    python -m cae.evaluate CHECKPOINT --sample N OUT.npy  N new digits from the prior of a type that has one
 
 Without CHECKPOINT the shipped pretrained default is used. `--dry-run` scores only the first 500 digits.
 """
@@ -21,9 +22,10 @@ import torch
 
 from cae.engine import checkpoint
 from cae.engine.data import DataError, load_mnist
-from cae.engine.metrics import denoising_psnr, model_mse, pca_mse, reconstruct, test_elbo_nats
+from cae.engine.metrics import declared_scores, denoising_psnr, model_mse, pca_mse, reconstruct
 from cae.models.config import ConfigError
 from cae.models.noise import Noise
+from cae.models.registry import MODEL_TYPES
 
 DRY_RUN_DIGITS = 500
 
@@ -48,8 +50,8 @@ def load_images(path: Path) -> np.ndarray:
 
 
 def evaluate(ckpt: checkpoint.Checkpoint, *, limit: int | None = None, noise: Noise | None = None) -> dict:
-    """Model and PCA (as many components as the code has, fitted on the same training data) on the same digits;
-    with `noise`, also how well the model cleans noisy copies of them."""
+    """Model and PCA (as many components as the code has, fitted on the same training data) on the same digits, and
+    the scores the model's type declares; with `noise`, also how well the model cleans noisy copies of them."""
     data = load_mnist()
     test = data.val_images[:limit]
     code_size = ckpt.model_config.code_size
@@ -57,8 +59,7 @@ def evaluate(ckpt: checkpoint.Checkpoint, *, limit: int | None = None, noise: No
     result = {"test_mse": model_mse(model, test), "pca_mse": pca_mse(data.train_images, test, code_size),
               "code_size": code_size, "model_type": ckpt.model_type,
               "source": data.source, "split": data.val_name, "count": len(test), "trained_on": ckpt.data_source}
-    if hasattr(model, "negative_elbo"):
-        result["test_elbo_nats"] = test_elbo_nats(model, test)
+    result.update(declared_scores(model, test))
     if noise is not None:
         noisy, output = denoising_psnr(model, test, noise)
         result.update(noise=f"{noise.kind}:{noise.amount:g}", noisy_psnr_db=noisy, output_psnr_db=output)
@@ -68,8 +69,9 @@ def evaluate(ckpt: checkpoint.Checkpoint, *, limit: int | None = None, noise: No
 def sample(ckpt: checkpoint.Checkpoint, count: int, *, seed: int = 0) -> np.ndarray:
     """(count, 28, 28) digits decoded from the prior; InputError for a model type that has none."""
     if not ckpt.kind.can_sample:
+        able = " or ".join(f"--model-type {kind.name}" for kind in MODEL_TYPES.values() if kind.can_sample)
         raise InputError(f"this model ({ckpt.kind.title}) cannot sample new digits: it has no prior over its codes. "
-                         f"Only a variational model (--model-type vae) can.")
+                         f"A model of a type with a prior can ({able or 'none is registered'}).")
     if count < 1:
         raise InputError(f"--sample needs a positive count, got {count}")
     with torch.no_grad():
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     task.add_argument("--reconstruct", nargs=2, type=Path, metavar=("IN.npy", "OUT.npy"))
     parser.add_argument("--noise", metavar="KIND:AMOUNT",
                         help="also score denoising: gaussian:SIGMA, mask:FRACTION or saltpepper:FRACTION")
-    task.add_argument("--sample", nargs=2, metavar=("N", "OUT.npy"), help="N digits from a variational prior")
+    task.add_argument("--sample", nargs=2, metavar=("N", "OUT.npy"), help="N new digits from the model's prior")
     parser.add_argument("--dry-run", action="store_true", help=f"score the first {DRY_RUN_DIGITS} digits only")
     args = parser.parse_args(argv)
     if (args.sample or args.reconstruct) and (args.noise or args.dry_run):

@@ -109,6 +109,8 @@ def test_architecture_boxes_give_each_stage_its_layers_parameters_once():
 class WithHeads(ConvAutoencoder):
     """A stand-in for the variational type: a mean and a log-variance stage before the code (here the mean)."""
 
+    STAGE_LAYERS = {**ConvAutoencoder.STAGE_LAYERS, "mean": "encode_dense", "log_variance": "log_variance_dense"}
+
     def __init__(self, config: ModelConfig | None = None):
         config = config or ModelConfig()
         super().__init__(config)
@@ -137,6 +139,34 @@ def test_stages_a_model_type_adds_are_shown_in_order_and_counted_once():
     assert all(c.max_difference < 1e-5 for c in result.checks)
     title = figures_inside.architecture_figure(encoder, decoder, tied=True, other=other).layout.title.text
     assert title.startswith(f"The network: {59_809 + 16_416:,} parameters with tied weights")
+
+
+def test_without_its_declaration_a_new_stage_owns_no_layer():
+    class Undeclared(WithHeads):
+        STAGE_LAYERS = ConvAutoencoder.STAGE_LAYERS
+
+    torch.manual_seed(0)
+    result = inside.look_inside(Undeclared().eval(), IMAGES[0, 0].numpy())
+    encoder, _, other = inside.architecture(result.stages, result.parameters)
+    counts = {b.stage: b.tied for b in encoder}
+    assert counts["mean"] == 0 and counts["code"] == 512 * 32 + 32  # encode_dense goes to the stage that names it
+    assert [b.stage for b in other] == ["log_variance_dense"]  # a layer no stage claims is shown on its own
+
+
+class LastOnly(ConvAutoencoder):
+    """Declares only the transposed convolution that makes the image."""
+
+    def transposed_convolutions(self):
+        return super().transposed_convolutions()[-1:]
+
+
+def test_the_transposed_convolutions_checked_are_those_the_network_declares():
+    torch.manual_seed(1)
+    network = LastOnly().eval()
+    result = inside.look_inside(network, IMAGES[0, 0].numpy())
+    assert [(c.layer, c.encoder_layer, c.weight_name) for c in result.checks] == [("deconv1", "conv1", "deconv1_w")]
+    assert result.checks[0].max_difference < 1e-5
+    assert np.array_equal(result.example.decoder_kernel, network.deconv1_w[result.example.channel, 0].detach().numpy())
 
 
 def test_the_page_reads_the_model_and_leaves_it_as_it_was():

@@ -86,3 +86,21 @@ def test_the_model_decoder_is_that_full_convolution():
 def test_bad_config_is_refused_with_the_field_named(settings, field):
     with pytest.raises(ConfigError, match=field):
         ConvAutoencoder(ModelConfig(**settings))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_network_declares_the_transposed_convolutions_it_applies(tied):
+    net = model(tied_weights=tied)
+    deconv2, deconv1 = net.transposed_convolutions()
+    assert [(d.layer, d.input_stage, d.encoder_layer) for d in (deconv2, deconv1)] == [
+        ("deconv2", "upscale2", "conv2"), ("deconv1", "upscale1", "conv1")]
+    assert deconv1.weight is net.deconv1_w and deconv1.bias is net.deconv1_bias
+    assert deconv1.encoder_weight is net.conv1.weight and (deconv1.weight is deconv1.encoder_weight) == tied
+    stages = dict(net.decoder_stages(net.encode(torch.rand(2, 1, 28, 28))))
+    applied = torch.sigmoid(F.conv_transpose2d(stages[deconv1.input_stage], deconv1.weight, deconv1.bias))
+    assert torch.allclose(applied, stages[deconv1.layer], atol=1e-6)  # what decoder_stages really computes
+    assert net.encoder_kernels()["conv1"] is net.conv1.weight and net.encoder_kernels()["conv2"] is net.conv2.weight
+    layers = {net.layer_of(name) for name, _ in net.named_parameters()}
+    assert layers == {"conv1", "conv2", "encode_dense", "decode_dense", "deconv2", "deconv1"}
+    with pytest.raises(ValueError, match="no prior"):
+        net.sample(2)  # the post's autoencoder declares no prior

@@ -1,16 +1,21 @@
-"""The model types: denoising corruption, the variational objective, and the interface every type shares."""
+"""The model types: denoising corruption, the variational objective, their declared scores and priors, and the
+contract every registered type keeps (cae.models.contract)."""
 
 import math
 
 import pytest
 import torch
+from torch import nn
 
+from cae.engine.metrics import as_batch, declared_score, declared_scores
 from cae.models.autoencoder import ConvAutoencoder, ModelConfig
 from cae.models.config import ConfigError
+from cae.models.contract import ModelConfigLike, Network, Prior, Score, contract_problems
 from cae.models.denoising import DenoisingAutoencoder, DenoisingConfig
 from cae.models.noise import Noise, psnr
-from cae.models.registry import MODEL_TYPES, build_model, make_config, type_of
-from cae.models.variational import VariationalAutoencoder, VariationalConfig, kl_to_standard_normal
+from cae.models.prior import StandardNormal, kl_to_standard_normal
+from cae.models.registry import MODEL_TYPES, ModelType, build_model, make_config, register, type_of
+from cae.models.variational import VariationalAutoencoder, VariationalConfig
 
 
 def test_kl_term_matches_the_closed_form_on_known_numbers():
@@ -114,7 +119,6 @@ def test_registry_finds_each_type_by_config_and_name():
         assert type_of(config) is kind and isinstance(build_model(config), kind.network_class)
         assert isinstance(build_model(config), ConvAutoencoder)  # one interface for every type
         assert make_config(name, {"code_size": 3}) == config
-    assert [k.can_sample for k in MODEL_TYPES.values()] == [False, False, True]
     with pytest.raises(ConfigError, match="beta"):
         VariationalConfig(beta=-1).validate()
     with pytest.raises(ConfigError, match="noise"):
@@ -124,3 +128,123 @@ def test_registry_finds_each_type_by_config_and_name():
     assert "beta 2" in VariationalConfig(beta=2).describe() and "masking 30%" in DenoisingConfig(
         noise="mask", noise_amount=0.3).describe()
     assert ModelConfig().describe().startswith("code 32")
+
+
+@pytest.mark.parametrize("name", list(MODEL_TYPES))
+def test_every_registered_type_keeps_the_contract(name):
+    kind = MODEL_TYPES[name]
+    assert contract_problems(kind.config_class, kind.network_class) == []
+    torch.manual_seed(0)
+    config = kind.config_class(code_size=3)
+    network = build_model(config).eval()
+    assert isinstance(config, ModelConfigLike) and isinstance(network, Network) and isinstance(network, nn.Module)
+    x = torch.rand(5, 1, 28, 28)
+    assert network.encode(x).shape == (5, 3) and network.decode(torch.zeros(2, 3)).shape == (2, 1, 28, 28)
+    assert torch.equal(network.reconstruct(x), network(x))
+    stages = [name for name, _ in network.encoder_stages(x)]
+    assert stages[-1] == "code"
+    decoder = [name for name, _ in network.decoder_stages(network.encode(x))]
+    objective = network.train().objective(x, loss=network.OBJECTIVE_LOSS, generator=torch.Generator().manual_seed(0))
+    network.eval()
+    assert list(objective.values()) == list(network.TERMS)  # the terms it declares, in order
+    assert isinstance(network.loss_label(network.OBJECTIVE_LOSS), str) and config.describe()
+    layers = {network.layer_of(parameter) for parameter, _ in network.named_parameters()}
+    assert set(network.STAGE_LAYERS.values()) <= layers  # it names layers it has
+    deconvs = network.transposed_convolutions()
+    assert deconvs and all(d.layer in decoder and d.input_stage in decoder for d in deconvs)
+    assert deconvs[-1].layer == decoder[-1]  # the last one makes the image
+    for score in kind.scores:
+        with torch.no_grad():
+            values = score.per_digit(network, x, torch.Generator().manual_seed(0))
+        assert values.shape == (5,) and torch.isfinite(values).all()
+    if kind.prior is not None:
+        low, high = kind.prior.traversal_range()
+        assert low < high and isinstance(kind.prior, Prior) and kind.prior.description
+        assert kind.prior.sample(4, 3, torch.Generator().manual_seed(0)).shape == (4, 3)
+
+
+def test_can_sample_is_what_the_type_declares_and_says_whether_it_makes_digits():
+    for kind in MODEL_TYPES.values():
+        network = build_model(kind.config_class(code_size=3)).eval()
+        assert kind.can_sample == (kind.prior is not None) == (network.PRIOR is not None)
+        if kind.can_sample:
+            digits = network.sample(4, torch.Generator().manual_seed(0))
+            assert digits.shape == (4, 1, 28, 28) and 0 <= digits.min() and digits.max() <= 1
+        else:
+            with pytest.raises(ValueError, match="no prior"):
+                network.sample(4)
+    assert any(kind.can_sample for kind in MODEL_TYPES.values())  # the variational type does
+
+
+class Shifted(StandardNormal):
+    """N(2, I): another prior, for a VAE that changes only its PRIOR."""
+
+    description = "N(2, I)"
+
+    def sample(self, count, code_size, generator=None):
+        return super().sample(count, code_size, generator) + 2
+
+    def traversal_range(self):
+        return -1.0, 5.0
+
+    def kl(self, mean, log_variance, code):
+        return kl_to_standard_normal(mean - 2, log_variance)
+
+
+class ShiftedVariational(VariationalAutoencoder):
+    PRIOR = Shifted()
+
+
+def test_a_vae_with_another_prior_samples_and_pulls_towards_that_prior():
+    config = VariationalConfig(code_size=4)
+    torch.manual_seed(0)
+    standard = VariationalAutoencoder(config).eval()
+    shifted = ShiftedVariational(config).eval()
+    shifted.load_state_dict(standard.state_dict())
+    codes = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(shifted.sample(3, torch.Generator().manual_seed(0)), standard.decode(codes + 2))
+    assert torch.allclose(standard.sample(3, torch.Generator().manual_seed(0)), standard.decode(codes))
+    x = torch.rand(6, 1, 28, 28)
+    kl = {name: model.objective(x, generator=torch.Generator().manual_seed(1)).values()["kl"]
+          for name, model in (("standard", standard), ("shifted", shifted))}
+    mean, log_variance = standard.heads(dict(standard.feature_stages(x))["flatten"])
+    assert kl["shifted"] == pytest.approx(kl_to_standard_normal(mean - 2, log_variance).mean().item(), rel=1e-5)
+    assert kl["shifted"] != pytest.approx(kl["standard"])
+
+
+def test_the_declared_scores_are_the_figures_evaluate_has_always_reported():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (300, 28, 28), dtype=torch.uint8)
+    vae = VariationalAutoencoder(VariationalConfig(code_size=4)).eval()
+    generator, total = torch.Generator().manual_seed(0), 0.0  # the ELBO as evaluate computed it by name before
+    with torch.no_grad():
+        for i in range(0, 300, 256):
+            total += vae.negative_elbo(as_batch(images[i:i + 256]), generator).sum().item()
+    assert declared_scores(vae, images) == {"test_elbo_nats": pytest.approx(total / 300, rel=1e-6)}
+    dae = DenoisingAutoencoder(DenoisingConfig(code_size=4, noise="mask", noise_amount=0.4)).eval()
+    clean = as_batch(images)
+    with torch.no_grad():
+        output = dae(Noise("mask", 0.4).apply(clean, torch.Generator().manual_seed(0)))
+    expected = psnr(torch.mean((output - clean) ** 2).item())
+    (score,) = dae.SCORES
+    assert score.better == "higher" and score.unit == "dB"
+    assert declared_score(dae, score, images, batch_size=1000) == pytest.approx(expected, rel=1e-5)
+    assert declared_scores(ConvAutoencoder(ModelConfig(code_size=4)), images) == {}
+
+
+class Headless(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+
+def test_the_registry_refuses_a_type_that_breaks_the_contract_or_takes_a_name():
+    problems = contract_problems(ModelConfig, Headless)
+    assert "Headless lacks encode" in problems and "Headless lacks PRIOR" in problems
+    with pytest.raises(TypeError, match="does not keep the contract"):
+        register(ModelType("headless", "Headless", "Nothing.", ModelConfig, Headless))
+    with pytest.raises(ValueError, match="registered already"):
+        register(ModelType("cae", "Again", "Twice.", ModelConfig, ConvAutoencoder))
+    assert "headless" not in MODEL_TYPES
+    with pytest.raises(ConfigError, match="better"):
+        Score("x", "X", "", "bigger", lambda model, x, generator: x)

@@ -1,4 +1,5 @@
-"""Reconstruction error of a model and of PCA, both as mean squared error per pixel on images in [0, 1]."""
+"""Reconstruction error of a model and of PCA, both as mean squared error per pixel on images in [0, 1], and the
+scores a model's type declares beyond it (cae.models.contract.Score)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cae.models.contract import Score
 from cae.models.noise import psnr
 
 # Digits per forward pass when scoring: on a 2-core machine 256 ran twice as fast as 1,000 (the first layers'
@@ -127,13 +129,20 @@ def denoising_psnr(model: nn.Module, images: torch.Tensor | np.ndarray, noise, *
     return psnr(noisy_error / pixels), psnr(output_error / pixels)
 
 
-def test_elbo_nats(model: nn.Module, images: torch.Tensor | np.ndarray, *, seed: int = 0,
+def declared_score(model: nn.Module, score: Score, images: torch.Tensor | np.ndarray, *, seed: int = 0,
                    batch_size: int = EVAL_BATCH) -> float:
-    """A variational model's negative ELBO in nats per digit (one seeded sample of the code per digit)."""
-    generator = torch.Generator().manual_seed(seed)
+    """One of the scores the model's type declares, over (N, 28, 28) images; its randomness (a sampled code, a
+    corruption) comes from a generator seeded with `seed`, so every model of the type is scored on equal terms."""
     total = 0.0
     with evaluating(model) as device:
+        generator = torch.Generator(device).manual_seed(seed)
         for i in range(0, len(images), batch_size):
-            noise_source = generator if device.type == "cpu" else None
-            total += model.negative_elbo(as_batch(images[i:i + batch_size], device), noise_source).sum().item()
-    return total / len(images)
+            total += score.per_digit(model, as_batch(images[i:i + batch_size], device), generator).sum().item()
+    return score.summary(total / len(images))
+
+
+def declared_scores(model: nn.Module, images: torch.Tensor | np.ndarray, *, seed: int = 0,
+                    batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """Every score the model's type declares (its SCORES), by key: {} for a type with none."""
+    return {score.key: declared_score(model, score, images, seed=seed, batch_size=batch_size)
+            for score in model.SCORES}

@@ -4,9 +4,10 @@ Pure PyTorch: no files, no Streamlit, no argument parsing. The decoder mirrors t
 (the post's choice) each transposed convolution uses the very weight tensor of the matching encoder convolution,
 which is the post's lesson in code: a "deconvolution" is a full convolution with the kernel rotated 180 degrees.
 
-ConvAutoencoder is also the interface every model type offers (cae.models.registry): `encode`, `decode`, `reconstruct`,
-`objective` (the training loss and its named terms), `loss_label`, the stage generators the pages draw, and the
-config's `describe`. The denoising and variational types subclass it and change only what differs.
+ConvAutoencoder keeps the contract every model type keeps (cae.models.contract): `encode`, `decode`, `reconstruct`,
+`objective` (the training loss and its named terms), `loss_label`, the stage generators the pages draw, the layers
+they look into, and the config's `describe`. It declares no extra score and no prior. The denoising and variational
+types subclass it and change only what differs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cae.models.config import ConfigError, check_choice, check_range
+from cae.models.contract import Prior, Score, TransposedConvolution
 from cae.models.objective import Objective, per_pixel_loss
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid}
@@ -78,6 +80,11 @@ class ConvAutoencoder(nn.Module):
     # its TrainConfig, and says in words what it minimises (the Train page shows it in place of the loss choice).
     OBJECTIVE_LOSS = "mse"
     OBJECTIVE_TEXT = ""
+    SCORES: tuple[Score, ...] = ()  # scores beyond the reconstruction MSE (cae.models.contract.Score)
+    PRIOR: Prior | None = None  # no distribution over its codes: it cannot make new digits
+    # Stages computed by a layer of another name (layer_of); every other stage is its layer's own name. A layer
+    # belongs to the first stage that names it.
+    STAGE_LAYERS = {"code": "encode_dense", "dense": "decode_dense"}
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
@@ -158,6 +165,29 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)
+
+    def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(count, 1, 28, 28) new digits decoded from codes drawn from the type's PRIOR."""
+        if self.PRIOR is None:
+            raise ValueError(f"{type(self).__name__} has no prior over its codes: it cannot make new digits")
+        code = self.PRIOR.sample(count, self.config.code_size, generator)
+        return self.decode(code.to(self.encode_dense.weight.device))
+
+    def transposed_convolutions(self) -> list[TransposedConvolution]:
+        """deconv2 then deconv1, each with the encoder convolution it mirrors (decoder_stages applies them)."""
+        return [TransposedConvolution("deconv2", "upscale2", "deconv2_w", self.deconv2_w, self.deconv2_bias,
+                                      "conv2", self.conv2.weight),
+                TransposedConvolution("deconv1", "upscale1", "deconv1_w", self.deconv1_w, self.deconv1_bias,
+                                      "conv1", self.conv1.weight)]
+
+    def encoder_kernels(self) -> dict[str, torch.Tensor]:
+        """conv1's (32, 1, 5, 5) and conv2's (32, 32, 5, 5) kernels, the tensors themselves."""
+        return {"conv1": self.conv1.weight, "conv2": self.conv2.weight}
+
+    @staticmethod
+    def layer_of(parameter_name: str) -> str:
+        """'conv1.weight' -> 'conv1'; 'deconv2_bias' and 'deconv2_weight' -> 'deconv2'."""
+        return parameter_name.split(".")[0].removesuffix("_bias").removesuffix("_weight")
 
     def draw_dropout_from(self, generator: torch.Generator) -> None:
         """Dropout masks come from `generator` from now on: a trainer's own, so its seed decides them (Dropout)."""

@@ -1,7 +1,8 @@
 """The denoising autoencoder: the post's network, trained to rebuild clean digits from corrupted ones.
 
 Only the objective differs: the input is corrupted (cae.models.noise) and the loss compares the output with the clean
-digit. The corruption is part of the model's config, so a checkpoint says what the model learned to remove.
+digit. The corruption is part of the model's config, so a checkpoint says what the model learned to remove. Its score
+(SCORES) is the PSNR of what it makes of digits corrupted that same way.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from cae.models.autoencoder import ConvAutoencoder, ModelConfig
-from cae.models.config import Knob
-from cae.models.noise import KINDS, Noise
+from cae.models.contract import Score
+from cae.models.noise import AMOUNT_KNOB, KIND_KNOB, Noise, psnr
 from cae.models.objective import Objective, per_pixel_loss
 
 
@@ -21,10 +22,7 @@ class DenoisingConfig(ModelConfig):
     noise: str = "gaussian"  # corruption while training: "gaussian", "mask" or "saltpepper" (cae.models.noise.KINDS)
     noise_amount: float = 0.5  # its sigma, or the fraction of pixels it changes
 
-    KNOBS = (Knob("noise", "Noise while training", "; ".join(f"{kind}: {what}" for kind, what in KINDS.items()),
-                  choices=tuple(KINDS)),
-             Knob("noise_amount", "Noise amount", "Gaussian: its sigma; masking and salt and pepper: the fraction "
-                                                  "of pixels changed.", low=0.05, high=1.0, step=0.05))
+    KNOBS = (KIND_KNOB, AMOUNT_KNOB)
 
     @property
     def corruption(self) -> Noise:
@@ -39,7 +37,17 @@ class DenoisingConfig(ModelConfig):
         return f"{super().describe()} · trained on {self.corruption.describe()}"
 
 
+def own_noise_error(model: DenoisingAutoencoder, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Mean squared error per digit of the output from a copy with the model's own training noise, (B,)."""
+    output = model(model.config.corruption.apply(x, generator))
+    return ((output - x) ** 2).flatten(1).mean(1)
+
+
 class DenoisingAutoencoder(ConvAutoencoder):
+    SCORES = (Score("test_own_noise_psnr_db", "PSNR from its training noise", "dB", "higher", own_noise_error,
+                    summary=psnr, help="10 log10(1 / MSE) of its output against the clean digit, given a copy with "
+                                       "the noise it was trained on: higher is cleaner."),)
+
     def __init__(self, config: DenoisingConfig = DenoisingConfig()):
         super().__init__(config)
 

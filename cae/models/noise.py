@@ -1,8 +1,9 @@
 """Corruptions of digit images: Gaussian noise, masking and salt and pepper, always clipped to [0, 1].
 
 The denoising autoencoder trains on them, the home page's noise control shows them, and `python -m cae.evaluate
---noise KIND:AMOUNT` scores models on them. Randomness comes from a torch.Generator passed in, so a seed gives
-the same noise everywhere.
+--noise KIND:AMOUNT` scores models on them. Randomness comes from a torch.Generator passed in, so a seed gives the
+same noise everywhere. KIND_KNOB and AMOUNT_KNOB describe the two settings once, for the denoiser's config and the
+home page's noise control alike.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ from dataclasses import dataclass
 
 import torch
 
-from cae.models.config import ConfigError, check_choice, check_range
+from cae.models.config import ConfigError, Knob, check_choice, check_range
 
 # kind -> what its amount means, for help texts and messages
 KINDS = {"gaussian": "standard deviation of the added noise",
          "mask": "fraction of pixels set to 0",
          "saltpepper": "fraction of pixels set to 0 or 1 (half each)"}
 AMOUNT_RANGE = (0.0, 1.0)
+# The settings as widgets offer them, under the field names of a config that carries a Noise (DenoisingConfig);
+# an amount of 0 is allowed but pointless, so the widgets start at 0.05.
+KIND_KNOB = Knob("noise", "Noise while training", "; ".join(f"{kind}: {what}" for kind, what in KINDS.items()),
+                 choices=tuple(KINDS))
+AMOUNT_KNOB = Knob("noise_amount", "Noise amount", "Gaussian: its sigma; masking and salt and pepper: the fraction "
+                                                   "of pixels changed.", low=0.05, high=AMOUNT_RANGE[1], step=0.05)
 
 
 @dataclass(frozen=True)

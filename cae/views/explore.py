@@ -1,5 +1,6 @@
 """What the pages compute about a model and some digits: one reconstruction with its code (from a clean or a
-corrupted copy), a scored sample set, and a variational model's new digits and traversals."""
+corrupted copy), the scores its type declares for one digit, a scored sample set, and, for a type with a prior
+(cae.models.contract.Prior), new digits and traversals."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cae.engine.metrics import as_batch, per_image_mse, reconstruct
+from cae.engine.metrics import as_batch, declared_score, per_image_mse, reconstruct
+from cae.models.contract import Score
 from cae.models.noise import Noise, psnr
 
 
@@ -54,18 +56,28 @@ def reconstruct_one(model: nn.Module, image: np.ndarray, *, noise: Noise | None 
     return Reconstruction(clean, model.decode(code)[0, 0].numpy(), code[0].numpy(), noisy)
 
 
+def digit_scores(model: nn.Module, image: np.ndarray, *, seed: int = 0) -> list[tuple[Score, float]]:
+    """Each score the model's type declares (its SCORES), for one (28, 28) digit in [0, 1]; seeded."""
+    digit = np.asarray(image, np.float32)[None]
+    return [(score, declared_score(model, score, digit, seed=seed)) for score in model.SCORES]
+
+
 @torch.no_grad()
 def sample_digits(model: nn.Module, count: int, seed: int) -> np.ndarray:
-    """(count, 28, 28) new digits from a variational model's prior, seeded."""
+    """(count, 28, 28) new digits from the codes the model's type draws from its prior, seeded."""
     return model.sample(count, torch.Generator().manual_seed(seed))[:, 0].numpy()
 
 
 @torch.no_grad()
-def traversal(model: nn.Module, image: np.ndarray, dimension: int, *, steps: int = 9,
-              limit: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
-    """The digit's code with one number swept from -limit to +limit, the others kept: (values, (steps, 28, 28))."""
+def traversal(model: nn.Module, image: np.ndarray, dimension: int, *,
+              steps: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """The digit's code with one number swept over its prior's traversal range, the others kept:
+    (values, (steps, 28, 28)). ValueError for a type without a prior: there is no range to sweep."""
+    if model.PRIOR is None:
+        raise ValueError(f"{type(model).__name__} has no prior: no range to sweep a code number over")
+    low, high = model.PRIOR.traversal_range()
     code = model.encode(as_batch(np.asarray(image, np.float32)[None]))
-    values = np.linspace(-limit, limit, steps, dtype=np.float32)
+    values = np.linspace(low, high, steps, dtype=np.float32)
     codes = code.repeat(steps, 1)
     codes[:, dimension] = torch.from_numpy(values)
     return values, model.decode(codes)[:, 0].numpy()

@@ -9,6 +9,8 @@ default model and any session's model can be passed in.
 
 Model types differ only in what their stage generators yield (the variational encoder adds "mean" and
 "log_variance" before its "code"): stages are taken as the model yields them, the last encoder stage is the code.
+Which layers to look into the network declares (cae.models.contract): its transposed convolutions, the layer behind
+each stage and the layer each parameter belongs to.
 """
 
 from __future__ import annotations
@@ -22,14 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# (transposed conv stage, the stage that feeds it, its weight and bias attributes, the encoder conv it mirrors)
-TRANSPOSED = (("deconv2", "upscale2", "deconv2_w", "deconv2_bias", "conv2"),
-              ("deconv1", "upscale1", "deconv1_w", "deconv1_bias", "conv1"))
-# Stages whose layer is named differently among the parameters; every other stage is its layer's own name. A layer
-# belongs to the first stage that names it: the variational encoder's "mean" comes from encode_dense and its
-# "code" (a sample around the mean) adds no parameters.
-STAGE_LAYER = {"mean": "encode_dense", "log_variance": "log_variance_dense", "code": "encode_dense",
-               "dense": "decode_dense"}
 UPSCALE = 2  # nearest-neighbour factor of the decoder's upscale stages
 STEP_INPUT = 4  # the decoder example: a 4x4 patch of the transposed conv's input (a 2x2 patch before upscaling)
 VALID_INPUT = 8  # the encoder example: an 8x8 patch of the digit, so a 5x5 kernel fits in 4x4 positions
@@ -42,6 +36,7 @@ class Stages:
     input: np.ndarray  # (1, 28, 28)
     encoder: list[tuple[str, np.ndarray]]  # as the model yields them; the last one is the code
     decoder: list[tuple[str, np.ndarray]]  # the last one is the reconstruction (1, 28, 28)
+    stage_layers: dict[str, str] = dataclasses.field(default_factory=dict)  # the network's STAGE_LAYERS
 
     @property
     def all(self) -> list[tuple[str, np.ndarray]]:
@@ -50,6 +45,10 @@ class Stages:
     @property
     def code(self) -> np.ndarray:
         return self.encoder[-1][1]
+
+    def layer(self, stage: str) -> str:
+        """The layer (as the network's layer_of names it) that computes a stage: its own name unless declared."""
+        return self.stage_layers.get(stage, stage)
 
 
 def check_eval(model: nn.Module) -> None:
@@ -81,7 +80,7 @@ def stage_activations(model: nn.Module, image: np.ndarray) -> Stages:
     images = as_images(image)
     encoder, decoder = _run(model, images)
     return Stages(images[0].numpy(), [(name, values[0].numpy()) for name, values in encoder],
-                  [(name, values[0].numpy()) for name, values in decoder])
+                  [(name, values[0].numpy()) for name, values in decoder], dict(model.STAGE_LAYERS))
 
 
 def full_convolution(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,15 +129,15 @@ def transposed_checks(model: nn.Module, stages: list[tuple[str, torch.Tensor]]) 
     """
     values = dict(stages)
     checks = []
-    for layer, feeds, weight_name, bias_name, encoder_layer in TRANSPOSED:
-        weight, bias = getattr(model, weight_name), getattr(model, bias_name)
-        encoder_weight = getattr(model, encoder_layer).weight
-        inputs = torch.as_tensor(values[feeds])
+    for deconv in model.transposed_convolutions():
+        weight, bias, encoder_weight = deconv.weight, deconv.bias, deconv.encoder_weight
+        inputs = torch.as_tensor(values[deconv.input_stage])
         by_transpose, by_full_conv, difference = _max_difference(inputs.double(), weight.double(), bias.double())
         *_, float32_difference = _max_difference(inputs.float(), weight, bias)
         checks.append(TransposedCheck(
-            layer, encoder_layer, by_transpose.numpy(), by_full_conv.numpy(), difference, float32_difference,
-            same_tensor(weight, encoder_weight), weight_name, (weight.data_ptr(), encoder_weight.data_ptr()),
+            deconv.layer, deconv.encoder_layer, by_transpose.numpy(), by_full_conv.numpy(), difference,
+            float32_difference, same_tensor(weight, encoder_weight), deconv.weight_name,
+            (weight.data_ptr(), encoder_weight.data_ptr()),
             weight.detach().numpy().copy(),  # a copy: the shared, cached model's own memory stays out of reach
             float((weight - encoder_weight).abs().max())))
     return checks
@@ -146,14 +145,9 @@ def transposed_checks(model: nn.Module, stages: list[tuple[str, torch.Tensor]]) 
 
 @dataclass(frozen=True)
 class LayerParameters:
-    layer: str  # as named among the model's parameters: "conv1", "encode_dense", "deconv2", ...
+    layer: str  # as the network's layer_of names it: "conv1", "encode_dense", "deconv2", ...
     tied: int
     untied: int
-
-
-def layer_of(parameter_name: str) -> str:
-    """'conv1.weight' -> 'conv1'; 'deconv2_bias' and 'deconv2_weight' -> 'deconv2'."""
-    return parameter_name.split(".")[0].removesuffix("_bias").removesuffix("_weight")
 
 
 @functools.lru_cache(maxsize=16)
@@ -164,7 +158,8 @@ def _counts(network_class: type, config) -> dict[str, int]:
         network = network_class(config)
     counts: dict[str, int] = {}
     for name, parameter in network.named_parameters():
-        counts[layer_of(name)] = counts.get(layer_of(name), 0) + parameter.numel()
+        layer = network.layer_of(name)
+        counts[layer] = counts.get(layer, 0) + parameter.numel()
     return counts
 
 
@@ -173,10 +168,6 @@ def parameter_counts(model: nn.Module) -> list[LayerParameters]:
     tied = _counts(type(model), dataclasses.replace(model.config, tied_weights=True))
     untied = _counts(type(model), dataclasses.replace(model.config, tied_weights=False))
     return [LayerParameters(layer, tied.get(layer, 0), untied[layer]) for layer in untied]
-
-
-def stage_layer(stage: str) -> str:
-    return STAGE_LAYER.get(stage, stage)
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -194,11 +185,15 @@ class Box:
 
 
 def architecture(stages: Stages, parameters: list[LayerParameters]) -> tuple[list[Box], list[Box], list[Box]]:
-    """Boxes for the input and encoder stages, for the decoder stages, and for layers no stage is named after."""
+    """Boxes for the input and encoder stages, for the decoder stages, and for layers no stage is named after.
+
+    A layer belongs to the first stage it computes (a variational encoder's "mean" comes from encode_dense; its
+    "code", a sample around the mean, adds no parameters).
+    """
     unclaimed = {entry.layer: entry for entry in parameters}
 
     def box(name: str, values: np.ndarray) -> Box:
-        entry = unclaimed.pop(stage_layer(name), None)  # each layer counted once, at its first stage
+        entry = unclaimed.pop(stages.layer(name), None)  # each layer counted once, at its first stage
         return Box(name, shape_text(values.shape), entry.tied if entry else 0, entry.untied if entry else 0)
 
     encoder = [box(name, values) for name, values in [("input", stages.input), *stages.encoder]]
@@ -243,10 +238,14 @@ def _busiest(values: np.ndarray, size: int, stride: int) -> tuple[int, int]:
 
 @torch.no_grad()
 def step_example(model: nn.Module, stages: Stages) -> StepExample:
-    """The deconv1 input channel with the weightiest kernel, and the liveliest patches for it."""
-    decoder_weight = model.deconv1_w.detach().numpy()  # (32, 1, 5, 5)
+    """The input channel of the last transposed conv (the one that makes the image) with the weightiest kernel, and
+    the liveliest patches for it."""
+    last = model.transposed_convolutions()[-1]
+    decoder_weight = last.weight.detach().numpy()  # (32, 1, 5, 5)
     channel = int(np.abs(decoder_weight[:, 0]).sum(axis=(1, 2)).argmax())
-    before_upscale = dict(stages.decoder)["deconv2"][channel]  # (12, 12)
+    names = [name for name, _ in stages.decoder]
+    # It reads an upscaled stage; the stage before that one holds the values before upscaling.
+    before_upscale = stages.decoder[names.index(last.input_stage) - 1][1][channel]  # (12, 12)
     half = STEP_INPUT // UPSCALE
     row, col = _busiest(before_upscale, half, 1)
     source = before_upscale[row:row + half, col:col + half].copy()
@@ -254,7 +253,7 @@ def step_example(model: nn.Module, stages: Stages) -> StepExample:
     top, left = _busiest(digit, VALID_INPUT, 2)
     return StepExample(channel, bool(model.config.tied_weights), source, (row, col), upscale_nearest(source),
                        decoder_weight[channel, 0].copy(), digit[top:top + VALID_INPUT, left:left + VALID_INPUT].copy(),
-                       (top, left), model.conv1.weight[channel, 0].detach().numpy().copy())
+                       (top, left), last.encoder_weight[channel, 0].detach().numpy().copy())
 
 
 def output_shape(inputs: np.ndarray, kernel: np.ndarray, *, full: bool) -> tuple[int, int]:

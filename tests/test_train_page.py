@@ -414,7 +414,14 @@ def test_a_new_type_in_the_registry_gets_its_own_knob_on_the_page_and_in_its_run
     page.session_state["t_type"] = "smooth"
     page.run()
     assert page.slider(key="t_smoothing").label == "Smoothing" and page.slider(key="t_smoothing").value == 0.1
-    assert not page.get("slider") or all(s.key != "t_beta" for s in page.slider)  # no other type's knobs
+    slider_keys = [slider.key for slider in page.slider]
+    assert "t_smoothing" in slider_keys and "t_beta" not in slider_keys  # no other type's knobs
+    page.session_state["t_type"] = "vae"
+    page.run()
+    slider_keys = [slider.key for slider in page.slider]
+    assert "t_beta" in slider_keys and "t_smoothing" not in slider_keys  # the check above can see a knob
+    page.session_state["t_type"] = "smooth"
+    page.run()
     page.session_state["t_smoothing"] = 0.3
     page.session_state["t_epochs"] = 50
     page.button(key="t_start").click().run()

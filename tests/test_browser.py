@@ -1,4 +1,5 @@
-"""End to end in Debian's Chromium: draw with the mouse on the real canvas; train, stop and use the model."""
+"""End to end in Debian's Chromium, on the shared server: draw with the mouse on the real canvas; train, stop and
+use the model."""
 
 import re
 
@@ -15,25 +16,18 @@ from tests.browser import (
     plot_counts,
     plots,
     screenshot,
-    streamlit_server,
     wait_for_plot,
     wait_for_reconstruction,
     wait_images_loaded,
 )
 
 
-@pytest.fixture(scope="module")
-def server(mnist_dir):
-    with streamlit_server(mnist_dir) as running:
-        yield running.url
-
-
 @pytest.fixture
-def page(server):
+def page(app_server):
     with chromium() as context:
         page = context.new_page()
         page.add_init_script(COUNT_PLOTS)
-        page.goto(server)
+        page.goto(app_server.url)
         page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
         yield page
 

@@ -99,7 +99,12 @@ def test_download_without_network_fails_clearly_and_changes_nothing(tmp_path, mo
 
 def test_data_command_line_import_and_status(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CAE_DATA_DIR", str(tmp_path / "d"))
+    assert data_command.main([]) == 0  # nothing imported yet: the embedded sample
+    status = capsys.readouterr().out
+    assert status.startswith(f"{tmp_path / 'd'}: ") and "4,500 training" in status
     assert data_command.main(["import", str(tmp_path / "nowhere")]) == 1
     assert "missing" in capsys.readouterr().err
     assert data_command.main(["import", str(MNIST_RAW)]) == 0
+    assert "full MNIST: 60,000 training" in capsys.readouterr().out
+    assert data_command.main([]) == 0
     assert "full MNIST: 60,000 training" in capsys.readouterr().out

@@ -123,16 +123,16 @@ def test_the_step_through_computes_the_followed_cell_both_ways_and_moves(app):
     assert "output cell (3, 3)" in titled(app, "The encoder's valid convolution")["layout"]["title"]["text"]
 
 
-def test_in_chromium_the_page_loads_and_the_step_through_moves_with_the_keyboard(mnist_dir):
-    from tests.browser import chromium, screenshot, streamlit_server, wait_for_plot, wait_images_loaded
+def test_in_chromium_the_page_loads_and_the_step_through_moves_with_the_keyboard(app_server):
+    from tests.browser import chromium, screenshot, wait_for_plot, wait_images_loaded
 
-    with streamlit_server(mnist_dir) as server, chromium() as context:
+    with chromium() as context:
         page = context.new_page()
         # The home page first: until a run of app.py has called st.navigation, Streamlit runs a deep link's script
         # from pages/ on its own (its pages-directory mode), without the router's layout and titles.
-        page.goto(server.url)
+        page.goto(app_server.url)
         page.get_by_text("Draw a digit on the black square").wait_for(timeout=90_000)
-        page.goto(f"{server.url}/How_it_works")
+        page.goto(f"{app_server.url}/How_it_works")
         numbers = page.locator(".st-key-hw_numbers")
         numbers.get_by_text("Output cell").wait_for(timeout=90_000)
         wait_for_plot(page, "Scatter")

@@ -199,12 +199,12 @@ def point_on_screen(page, index: int) -> dict:
 
 
 @pytest.mark.timeout(600)
-def test_clicking_a_point_on_the_webgl_map_opens_the_digit(mnist_dir):
-    from tests.browser import chromium, screenshot, streamlit_server
+def test_clicking_a_point_on_the_webgl_map_opens_the_digit(app_server):
+    from tests.browser import chromium, screenshot
 
-    with streamlit_server(mnist_dir) as server, chromium() as context:
+    with chromium() as context:
         page = context.new_page()
-        page.goto(f"{server.url}/Code_space")
+        page.goto(f"{app_server.url}/Code_space")
         page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
             String(el.layout?.title?.text || '').includes('PCA of the codes') && el._fullLayout?.xaxis?._length)""",
                                timeout=120_000)

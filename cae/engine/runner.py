@@ -2,11 +2,15 @@
 and an end when the browser session that started it has gone.
 
 The training page keeps one TrainingRunner per browser session and draws the snapshots its thread publishes.
+How long a closed tab's run waits for the tab to come back is a hosting setting: CAE_ORPHAN_SECONDS (default 45),
+read once when the server imports this module.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,8 +24,36 @@ from cae.engine.metrics import reconstruct
 from cae.engine.run_queue import RunQueue
 from cae.engine.trainer import History, RunState, StopReason, Trainer
 
-ORPHAN_SECONDS = 45.0  # a run whose session has been gone this long stops (a reconnecting tab comes back sooner)
+ORPHAN_SECONDS_VARIABLE = "CAE_ORPHAN_SECONDS"
+DEFAULT_ORPHAN_SECONDS = 45.0  # a reconnecting tab (a network blip, a laptop lid) comes back well within this
 OWNER_CHECK_SECONDS = 1.0
+
+
+def orphan_seconds_from_environment() -> float:
+    """CAE_ORPHAN_SECONDS if set to a number of seconds (0 or more), else 45; ValueError for anything else."""
+    text = os.environ.get(ORPHAN_SECONDS_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_ORPHAN_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{ORPHAN_SECONDS_VARIABLE} must be a number of seconds, 0 or more, got {text!r}")
+    return seconds
+
+
+def orphan_seconds_or_default() -> float:
+    """The grace from the environment; a bad value is said in the server's log and the default used (a page that
+    failed to import would take the whole Train page down with it)."""
+    try:
+        return orphan_seconds_from_environment()
+    except ValueError as error:
+        print(f"CAE Explorer: {error}; using {DEFAULT_ORPHAN_SECONDS:g} s instead", file=sys.stderr)
+        return DEFAULT_ORPHAN_SECONDS
+
+
+ORPHAN_SECONDS = orphan_seconds_or_default()  # a run whose session has been gone this long stops
 
 
 @dataclass(frozen=True)
@@ -63,13 +95,14 @@ class TrainingRunner:
     lets waiting readers in before its next one (a plain Lock is not fair: a reader waited 8 s while the thread
     re-took it step after step next to a busy Python thread).
     With a `queue`, the thread trains only while it holds a place there; a paused run gives its place back. With
-    `owner_alive`, the thread stops the run once that has answered False for `orphan_seconds`, and frees the
-    training data: nobody is left to see the run.
+    `owner_alive`, asked at most every `owner_check_seconds`, the thread stops the run once that has answered
+    False for `orphan_seconds`, and frees the training data: nobody is left to see the run.
     """
 
     def __init__(self, trainer: Trainer, *, preview_images: torch.Tensor | None = None,
                  preview_seconds: float = 1.0, publish_seconds: float = 0.25, queue: RunQueue | None = None,
-                 owner_alive: Callable[[], bool] | None = None, orphan_seconds: float = ORPHAN_SECONDS):
+                 owner_alive: Callable[[], bool] | None = None, orphan_seconds: float = ORPHAN_SECONDS,
+                 owner_check_seconds: float = OWNER_CHECK_SECONDS):
         self.trainer = trainer
         self.preview_images = preview_images
         self.preview_seconds = preview_seconds
@@ -77,6 +110,7 @@ class TrainingRunner:
         self.queue = queue
         self.owner_alive = owner_alive
         self.orphan_seconds = orphan_seconds
+        self.owner_check_seconds = owner_check_seconds
         self._previews: np.ndarray | None = None
         self._filters: dict[str, np.ndarray] | None = None
         self._previews_at = -math.inf
@@ -201,9 +235,9 @@ class TrainingRunner:
         return replace(self._published, state=self.state, error=self.error, runs_ahead=self.runs_ahead)
 
     def _owner_gone(self) -> bool:
-        """True once `owner_alive` has said False for `orphan_seconds` (asked at most once a second)."""
+        """True once `owner_alive` has said False for `orphan_seconds` (asked at most every `owner_check_seconds`)."""
         now = time.monotonic()
-        if self.owner_alive is not None and now - self._owner_checked_at >= OWNER_CHECK_SECONDS:
+        if self.owner_alive is not None and now - self._owner_checked_at >= self.owner_check_seconds:
             self._owner_checked_at = now
             if self.owner_alive():
                 self._owner_gone_since = None
@@ -237,7 +271,7 @@ class TrainingRunner:
         try:
             with self._lock:
                 self._publish(force=True)  # the page shows where it paused
-            while not self._running.wait(OWNER_CHECK_SECONDS) and not self._owner_gone():
+            while not self._running.wait(self.owner_check_seconds) and not self._owner_gone():
                 pass
         finally:
             self._parked = False

@@ -30,7 +30,7 @@ NO_NOISE = "none"
 SAMPLE_GRID = 32  # new digits a type with a prior draws at a time
 
 
-class Key(StrEnum):
+class HomeKey(StrEnum):
     """The home page's session-state keys."""
 
     CANVAS_ROUND = "canvas_round"  # bumped by Clear: a new canvas key mounts an empty canvas
@@ -52,26 +52,26 @@ class Key(StrEnum):
 
 
 def clear_canvas() -> None:
-    st.session_state[Key.CANVAS_ROUND] = st.session_state.get(Key.CANVAS_ROUND, 0) + 1
+    st.session_state[HomeKey.CANVAS_ROUND] = st.session_state.get(HomeKey.CANVAS_ROUND, 0) + 1
 
 
 def canvas_key() -> str:
-    return f"canvas-{st.session_state.get(Key.CANVAS_ROUND, 0)}"
+    return f"canvas-{st.session_state.get(HomeKey.CANVAS_ROUND, 0)}"
 
 
 def noise_control() -> Noise | None:
     """Kind and amount of noise added to whatever digit is shown; None for a clean input."""
     kind_column, amount_column, seed_column = st.columns([2, 3, 1])
-    kind = kind_column.selectbox("Add noise", [NO_NOISE, *KIND_KNOB.choices], key=Key.NOISE_KIND,
+    kind = kind_column.selectbox("Add noise", [NO_NOISE, *KIND_KNOB.choices], key=HomeKey.NOISE_KIND,
                                  help="Give the model a corrupted copy and see whether it brings back the clean "
                                       "digit. A denoising autoencoder learned to; the others never saw noise.")
     if kind == NO_NOISE:
         return None
     amount = amount_column.slider(AMOUNT_KNOB.label, AMOUNT_KNOB.low, AMOUNT_KNOB.high, Noise().amount,
-                                  step=AMOUNT_KNOB.step, key=Key.NOISE_AMOUNT, help=AMOUNT_KNOB.help)
-    seed = st.session_state.setdefault(Key.NOISE_SEED, 0)
+                                  step=AMOUNT_KNOB.step, key=HomeKey.NOISE_AMOUNT, help=AMOUNT_KNOB.help)
+    seed = st.session_state.setdefault(HomeKey.NOISE_SEED, 0)
     seed_column.button("New noise", key="new_noise",
-                       on_click=lambda: st.session_state.update({Key.NOISE_SEED: seed + 1}))
+                       on_click=lambda: st.session_state.update({HomeKey.NOISE_SEED: seed + 1}))
     return Noise(kind, amount)
 
 
@@ -83,7 +83,7 @@ def draw_and_reconstruct(model, noise: Noise | None) -> None:
     """
     left, right = st.columns([2, 3])
     with left:
-        pen = st.slider("Pen width", 5, 40, 20, key=Key.PEN,
+        pen = st.slider("Pen width", 5, 40, 20, key=HomeKey.PEN,
                         help="MNIST's strokes are about a tenth of the digit's height.")
         drawing = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000",
                             width=CANVAS_SIZE, height=CANVAS_SIZE, drawing_mode="freedraw",
@@ -95,7 +95,7 @@ def draw_and_reconstruct(model, noise: Noise | None) -> None:
         ui.set_current_digit(image, "drawn on the home page")
     with right:
         result = ui.show_reconstruction(model, image, key="drawn", noise=noise,
-                                        noise_seed=st.session_state.get(Key.NOISE_SEED, 0))
+                                        noise_seed=st.session_state.get(HomeKey.NOISE_SEED, 0))
         if result is None:
             st.info("Draw a digit on the black square: the reconstruction appears when you lift the pen.")
             return
@@ -119,17 +119,17 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
     data = ui.shared_data()
     images, labels = data.val_images, data.val_labels
     how_col, what_col, sort_col = st.columns(3)
-    how = how_col.radio("Choose", ["By index", "By digit", "At random"], horizontal=True, key=Key.PICK_HOW)
+    how = how_col.radio("Choose", ["By index", "By digit", "At random"], horizontal=True, key=HomeKey.PICK_HOW)
     digit = start = seed = None
     if how == "By index":
         last = len(images) - 1
-        start = what_col.number_input(f"First index (0 to {last})", 0, last, 0, key=Key.PICK_START)
+        start = what_col.number_input(f"First index (0 to {last})", 0, last, 0, key=HomeKey.PICK_START)
     elif how == "By digit":
-        digit = what_col.selectbox("Digit", list(range(10)), key=Key.PICK_DIGIT)
+        digit = what_col.selectbox("Digit", list(range(10)), key=HomeKey.PICK_DIGIT)
     else:
-        seed = st.session_state.setdefault(Key.PICK_SEED, 0)
-        what_col.button("Draw again", on_click=lambda: st.session_state.update({Key.PICK_SEED: seed + 1}))
-    worst = sort_col.toggle("Worst reconstructions first", key=Key.PICK_WORST,
+        seed = st.session_state.setdefault(HomeKey.PICK_SEED, 0)
+        what_col.button("Draw again", on_click=lambda: st.session_state.update({HomeKey.PICK_SEED: seed + 1}))
+    worst = sort_col.toggle("Worst reconstructions first", key=HomeKey.PICK_WORST,
                             help="Score every digit in the pool and show those the model reconstructs worst.")
     if worst and how != "At random":
         indices = worst_indices(chosen, labels, digit)
@@ -143,7 +143,7 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
                                      title=f"MNIST {data.val_name} digits (top) and reconstructions (below); "
                                            f"label: index and MSE"), key="sample-grid")
     options = list(range(len(scored.indices)))
-    choice = st.selectbox("Open in the result view", options, key=Key.PICKED,
+    choice = st.selectbox("Open in the result view", options, key=HomeKey.PICKED,
                           format_func=lambda k: f"#{scored.indices[k]}: a {int(labels[scored.indices[k]])}, "
                                                 f"MSE {scored.mse[k]:.4f}")
     index = choice or 0
@@ -153,7 +153,7 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
 
 def worst_indices(chosen: ui.ChosenModel, labels, digit: int | None) -> np.ndarray:
     """The pool's worst-reconstructed digits, scored once per model and pool in this session."""
-    cache = st.session_state.setdefault(Key.POOL_MSE, {})
+    cache = st.session_state.setdefault(HomeKey.POOL_MSE, {})
     key = (chosen.label, id(chosen.model), digit)
     if key not in cache:
         pool = explore.choose_samples(labels, digit=digit, count=len(labels))
@@ -165,7 +165,7 @@ def worst_indices(chosen: ui.ChosenModel, labels, digit: int | None) -> np.ndarr
 
 def uploaded_digit() -> np.ndarray | None:
     upload = st.file_uploader("A picture of one digit (PNG or JPEG)", type=["png", "jpg", "jpeg"],
-                              key=Key.DIGIT_UPLOAD, help="Dark ink on light paper is inverted automatically.")
+                              key=HomeKey.DIGIT_UPLOAD, help="Dark ink on light paper is inverted automatically.")
     if upload is None:
         return None
     try:
@@ -183,8 +183,9 @@ def uploaded_digit() -> np.ndarray | None:
 def new_digits(chosen: ui.ChosenModel, prior: Prior) -> None:
     """The view of a type with a prior: digits decoded from codes drawn from it, and one code number swept."""
     st.subheader("New digits from the prior")
-    seed = st.session_state.setdefault(Key.SAMPLE_SEED, 0)
-    st.button("Draw new codes", key="resample", on_click=lambda: st.session_state.update({Key.SAMPLE_SEED: seed + 1}))
+    seed = st.session_state.setdefault(HomeKey.SAMPLE_SEED, 0)
+    st.button("Draw new codes", key="resample",
+              on_click=lambda: st.session_state.update({HomeKey.SAMPLE_SEED: seed + 1}))
     samples = explore.sample_digits(chosen.model, SAMPLE_GRID, seed)
     ui.chart(home_figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from "
                                                     f"{prior.description}, seed {seed}"), key="prior-samples")
@@ -194,7 +195,7 @@ def new_digits(chosen: ui.ChosenModel, prior: Prior) -> None:
         return
     code_size = chosen.model.config.code_size
     dimension = 0 if code_size == 1 else st.slider("Code number to sweep", 0, code_size - 1, 0,
-                                                   key=Key.TRAVERSE_DIMENSION)
+                                                   key=HomeKey.TRAVERSE_DIMENSION)
     values, images = explore.traversal(chosen.model, current.image, dimension)
     low, high = prior.traversal_range()
     ui.chart(home_figures.digit_grid(images, [f"{v:+.1f}" for v in values], per_row=len(images),
@@ -209,7 +210,7 @@ def home() -> None:
     st.title("CAE Explorer")
     st.caption(f"A convolutional autoencoder squeezes each 28x28 digit into {chosen.model.config.code_size} "
                f"numbers and rebuilds it. Model: **{chosen.label}** · data: {data.describe()}.")
-    source = st.radio("Input", ["Draw", "Pick from MNIST", "Upload"], horizontal=True, key=Key.SOURCE)
+    source = st.radio("Input", ["Draw", "Pick from MNIST", "Upload"], horizontal=True, key=HomeKey.SOURCE)
     noise = noise_control()
     if source == "Draw":
         draw_and_reconstruct(chosen.model, noise)
@@ -220,7 +221,7 @@ def home() -> None:
             left, right = st.columns([3, 2])
             with left:
                 result = ui.show_reconstruction(chosen.model, digit, key="result", noise=noise,
-                                                noise_seed=st.session_state.get(Key.NOISE_SEED, 0))
+                                                noise_seed=st.session_state.get(HomeKey.NOISE_SEED, 0))
                 show_scores(chosen.model, digit)
             with right:
                 ui.show_code(result, key="result")

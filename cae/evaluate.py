@@ -1,8 +1,8 @@
 """Score a checkpoint, or reconstruct images with it: `python -m cae.evaluate --help`.
 
-    python -m cae.evaluate [CHECKPOINT]               one JSON object: test_mse, pca_mse, code_size, source, count,
-                                                      and the scores its model type declares (test_elbo_nats for
-                                                      a variational model, test_own_noise_psnr_db for a denoiser)
+    python -m cae.evaluate [CHECKPOINT]               one JSON object: held_out_mse, pca_mse, code_size, source, count,
+                                                      and the scores its model type declares (held_out_elbo_nats for
+                                                      a variational model, held_out_own_noise_psnr_db for a denoiser)
     python -m cae.evaluate CHECKPOINT --noise gaussian:0.5   adds noisy_psnr_db and output_psnr_db
     python -m cae.evaluate --reconstruct IN.npy OUT.npy   reconstructions of an (N, 28, 28) array in [0, 1]
     python -m cae.evaluate CHECKPOINT --sample N OUT.npy  N new digits from the prior of a type that has one
@@ -56,7 +56,7 @@ def evaluate(ckpt: checkpoint.Checkpoint, *, limit: int | None = None, noise: No
     test = data.val_images[:limit]
     code_size = ckpt.model_config.code_size
     model = ckpt.build_model()
-    result = {"test_mse": model_mse(model, test), "pca_mse": pca_mse(data.train_images, test, code_size),
+    result = {checkpoint.SCORE: model_mse(model, test), "pca_mse": pca_mse(data.train_images, test, code_size),
               "code_size": code_size, "model_type": ckpt.model_type,
               "source": data.source, "split": data.val_name, "count": len(test), "trained_on": ckpt.data_source}
     result.update(declared_scores(model, test))

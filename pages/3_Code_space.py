@@ -69,8 +69,7 @@ def shared_codes(fingerprint: str, _model: nn.Module) -> np.ndarray:
 def shipped_codes(checkpoint_path: Path, count: int, size: int) -> np.ndarray | None:
     path = checkpoint_path.with_suffix(".codes.npy")
     codes = np.load(path, allow_pickle=False) if path.is_file() else None
-    return codes if codes is not None and codes.shape == (count, size) and ui.shared_data().source == FULL \
-        else None
+    return codes if codes is not None and codes.shape == (count, size) else None
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -94,10 +93,16 @@ def map_jobs() -> MapJobs:
     return MapJobs()
 
 
+def data_fingerprint(weights: str, source: str) -> str:
+    """What the page's shared codes and maps are keyed by: the model's weights and the digits encoded (the data
+    folder can change while the server runs: full MNIST imported)."""
+    return f"{weights}:{source}"
+
+
 @st.cache_resource(show_spinner=False)
 def shipped_checkpoints() -> dict[str, str]:
-    """Weights fingerprint -> path of each shipped model, for its precomputed maps."""
-    return {latent.weights_fingerprint(checkpoint.load(path).build_model()): str(path)
+    """Fingerprint -> path of each shipped model, for its precomputed codes and maps, made on full MNIST."""
+    return {data_fingerprint(latent.weights_fingerprint(checkpoint.load(path).build_model()), FULL): str(path)
             for path in sorted(checkpoint.PRETRAINED_DIR.glob("*.pt"))}
 
 
@@ -138,12 +143,12 @@ def take_clicks(chart_key: str, *, plane: bool = False) -> None:
 
 
 def draw_map(code_map, labels: np.ndarray, *, title: str, yours: np.ndarray | None, chart_key: str,
-             axis_titles: tuple[str, str] = ("", ""), revision: str) -> None:
+             axis_titles: tuple[str, str] = ("", ""), revision: str, clickable: bool = False) -> None:
     placed = None if yours is None else code_map.place(yours[None])[0]
     clicked = st.session_state.get(CodeSpaceKey.CLICKED, [])
     names = ["A", "B"] if len(clicked) == 2 else ["A"]
     figure = maps_figures.code_map(code_map.coords, labels, title=title, yours=placed, revision=revision,
-                                   chosen=list(zip(clicked, names)), axis_titles=axis_titles)
+                                   chosen=list(zip(clicked, names)), axis_titles=axis_titles, clickable=clickable)
     st.plotly_chart(figure, key=chart_key, on_select="rerun", selection_mode="points", theme=None, width="stretch")
 
 
@@ -201,7 +206,7 @@ def plane_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels:
     with left:
         draw_map(latent.fit_pca(codes), labels, title=f"The codes of {len(codes):,} digits", yours=yours,
                  chart_key=CodeSpaceKey.PLANE_CHART, axis_titles=("code[0]", "code[1]"),
-                 revision=f"plane-{fingerprint}")
+                 revision=f"plane-{fingerprint}", clickable=True)
     point = st.session_state.get(CodeSpaceKey.PLANE_POINT)
     with right:
         image = shared_manifold(fingerprint, model, tuple(map(tuple, extent.tolist())))
@@ -321,7 +326,7 @@ def use_plane_model() -> None:
 chosen = ui.model_sidebar()
 data = ui.shared_data()
 model = chosen.model
-fingerprint = latent.weights_fingerprint(model)
+fingerprint = data_fingerprint(latent.weights_fingerprint(model), data.source)
 codes = shared_codes(fingerprint, model)
 labels = data.val_labels.numpy()
 current = ui.current_digit()

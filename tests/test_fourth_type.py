@@ -118,7 +118,7 @@ def test_it_trains_evaluates_and_samples(fourth, mnist, full_mnist, tmp_path, ca
 
     assert evaluate.main([str(path), "--dry-run"]) == 0
     scored = last_json(capsys)
-    assert scored["model_type"] == "boxed" and scored["count"] == 500 and "test_elbo_nats" not in scored
+    assert scored["model_type"] == "boxed" and scored["count"] == 500 and "held_out_elbo_nats" not in scored
     model = checkpoint.load(path).build_model()
     (score,) = fourth.scores
     expected = declared_score(model, score, mnist.val_images[:500])

@@ -220,7 +220,7 @@ def test_the_declared_scores_are_the_figures_evaluate_has_always_reported():
     with torch.no_grad():
         for i in range(0, 300, 256):
             total += vae.negative_elbo(as_batch(images[i:i + 256]), generator).sum().item()
-    assert declared_scores(vae, images) == {"test_elbo_nats": pytest.approx(total / 300, rel=1e-6)}
+    assert declared_scores(vae, images) == {"held_out_elbo_nats": pytest.approx(total / 300, rel=1e-6)}
     dae = DenoisingAutoencoder(DenoisingConfig(code_size=4, noise="mask", noise_amount=0.4)).eval()
     clean = as_batch(images)
     with torch.no_grad():

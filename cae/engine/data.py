@@ -92,6 +92,19 @@ def load_sample() -> MnistData:
     return MnistData(SAMPLE, images[train], labels[train], images[val], labels[val])
 
 
+def source_signature(root: Path | None = None) -> tuple:
+    """What identifies the digits load_mnist would load now: the data folder, and full MNIST's files with their
+    modification times (an import renames a new folder into place) or nothing for the offline sample.
+
+    Cheap (a few stat calls), so a server can ask on every page run and notice an import made while it runs.
+    """
+    root = (root or data_dir()).resolve()
+    if not has_full_mnist(root):
+        return (str(root), SAMPLE)
+    raw = root / "MNIST" / "raw"
+    return (str(root), FULL, *(raw.joinpath(name).stat().st_mtime_ns for name in sorted(UNPACKED_BYTES)))
+
+
 def load_mnist(root: Path | None = None) -> MnistData:
     """Full MNIST when the data folder has it, else the embedded sample. Never touches the network."""
     return load_full_mnist(root) if has_full_mnist(root) else load_sample()

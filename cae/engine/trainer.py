@@ -222,8 +222,9 @@ class Trainer:
 
     def filters(self) -> dict[str, np.ndarray]:
         """The encoder's kernels: conv1 (32, 5, 5) and conv2 (32 out, 32 in, 5, 5), copied to numpy."""
-        return {"conv1": self.model.conv1.weight.detach()[:, 0].cpu().numpy().copy(),
-                "conv2": self.model.conv2.weight.detach().cpu().numpy().copy()}
+        kernels = self.model.encoder_kernels()
+        return {"conv1": kernels["conv1"].detach()[:, 0].cpu().numpy().copy(),
+                "conv2": kernels["conv2"].detach().cpu().numpy().copy()}
 
     def checkpoint(self) -> Checkpoint:
         """The current model with its configs and history; with its score once the run has one (final_mse)."""

@@ -44,7 +44,7 @@ class Score:
     The score of a set of digits is `summary` of the mean of those numbers; of one digit, `summary` of its own.
     """
 
-    key: str  # its name in `python -m cae.evaluate`'s JSON, saying what it was measured on: "test_elbo_nats"
+    key: str  # its name in `python -m cae.evaluate`'s JSON, saying what it was measured on: "held_out_elbo_nats"
     label: str  # for people: "Negative ELBO"
     unit: str  # "nats per digit", "dB"
     better: str  # "lower" or "higher"

@@ -44,7 +44,7 @@ def own_noise_error(model: DenoisingAutoencoder, x: torch.Tensor, generator: tor
 
 
 class DenoisingAutoencoder(ConvAutoencoder):
-    SCORES = (Score("test_own_noise_psnr_db", "PSNR from its training noise", "dB", "higher", own_noise_error,
+    SCORES = (Score("held_out_own_noise_psnr_db", "PSNR from its training noise", "dB", "higher", own_noise_error,
                     summary=psnr, help="10 log10(1 / MSE) of its output against the clean digit, given a copy with "
                                        "the noise it was trained on: higher is cleaner."),)
 

@@ -55,7 +55,7 @@ class VariationalAutoencoder(ConvAutoencoder):
     OBJECTIVE_TEXT = ("the negative ELBO, reconstruction (cross-entropy summed over the 784 pixels) plus beta x KL, "
                       "in nats per digit")
     PRIOR: VariationalPrior = STANDARD_NORMAL
-    SCORES = (Score("test_elbo_nats", "Negative ELBO", "nats per digit", "lower", negative_elbo_per_digit,
+    SCORES = (Score("held_out_elbo_nats", "Negative ELBO", "nats per digit", "lower", negative_elbo_per_digit,
                     help="The true bound (beta 1) with one sampled code per digit: the fewer nats, the likelier "
                          "the model finds the digit."),)
     STAGE_LAYERS = {**ConvAutoencoder.STAGE_LAYERS, "mean": "encode_dense", "log_variance": "log_variance_dense"}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from torch import nn
 
 from cae.engine import checkpoint
 from cae.engine.checkpoint import Checkpoint, CheckpointError
-from cae.engine.data import MnistData, load_mnist
+from cae.engine.data import MnistData, load_mnist, source_signature
 from cae.engine.metrics import model_mse, pca_mse
 from cae.engine.run_queue import RunQueue, default_places, places_from_environment
 from cae.engine.runner import TrainingRunner
@@ -55,10 +56,15 @@ class SharedKey(StrEnum):
     REROUTED = "rerouted"  # a page of this session ran outside app.py's navigation once and was rerun through it
 
 
-@st.cache_resource(show_spinner="Loading MNIST ...")
 def shared_data() -> MnistData:
-    """The digits, loaded once per process and shared read-only by every session."""
-    return load_mnist()
+    """The digits, loaded once per process and shared read-only by every session; loaded again when the data
+    folder changes (full MNIST imported while the server runs), so nobody has to restart the server for it."""
+    return _data_for(source_signature())
+
+
+@st.cache_resource(show_spinner="Loading MNIST ...", max_entries=2)
+def _data_for(signature: tuple) -> MnistData:
+    return load_mnist(Path(signature[0]))
 
 
 @st.cache_resource(show_spinner="Loading a pretrained model ...")

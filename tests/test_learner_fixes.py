@@ -1,0 +1,68 @@
+"""What a learner tripped over (issue 19), checked on the pages with AppTest: data imported while the server runs,
+the code plane's empty space."""
+
+import json
+
+import numpy as np
+import torch
+from streamlit.testing.v1 import AppTest
+
+from cae.engine import checkpoint
+from cae.engine.data import import_mnist
+from cae.models.autoencoder import ConvAutoencoder, ModelConfig
+from cae.ui import common as ui
+from cae.views import latent
+from cae.views.figures.code_space import PLANE_POINT
+from tests.conftest import MNIST_RAW, ROOT
+
+
+def app(timeout: float = 120) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def page_text(at) -> str:
+    return " ".join(str(element.value) for element in [*at.caption, *at.markdown, *at.sidebar.caption])
+
+
+def test_full_mnist_imported_while_the_server_runs_is_used_on_the_next_page_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAE_DATA_DIR", str(tmp_path))
+    at = app()
+    assert "the offline sample" in page_text(at) and "full MNIST" not in page_text(at)
+    import_mnist(MNIST_RAW, tmp_path)  # what `python -m cae.data import DIR` does, the server still running
+    at.run()
+    assert not at.exception
+    assert "full MNIST: 60,000 training and 10,000 test digits" in page_text(at)
+    assert len(ui.shared_data().val_images) == 10_000
+
+
+def plane_model() -> ConvAutoencoder:
+    torch.manual_seed(2)
+    return ConvAutoencoder(ModelConfig(code_size=2)).eval()
+
+
+def test_a_click_on_the_code_planes_empty_space_decodes_that_point(full_mnist):
+    at = app()
+    at.switch_page("pages/3_Code_space.py").run()
+    model = plane_model()
+    at.session_state[ui.SharedKey.MODELS] = {"plane": checkpoint.Checkpoint(model.config, model.state_dict())}
+    at.run()
+    at.sidebar.selectbox(key=ui.SharedKey.MODEL_WIDGET).select("plane").run()
+    assert not at.exception
+    plane = next(json.loads(chart.proto.spec) for chart in at.get("plotly_chart")
+                 if "The codes of" in json.dumps(json.loads(chart.proto.spec)["layout"].get("title", "")))
+    grid = plane["data"][0]
+    assert set(grid["customdata"]) == {PLANE_POINT}
+    corner_x, corner_y = max(grid["x"]), min(grid["y"])  # a corner of the view: no digit's code is there
+    codes = latent.encode_images(model, ui.shared_data().val_images)
+    assert np.min(np.hypot(codes[:, 0] - corner_x, codes[:, 1] - corner_y)) > 0.01
+    point = {"curve_number": 0, "point_number": 0, "point_index": 0, "x": corner_x, "y": corner_y,
+             "customdata": PLANE_POINT}
+    at.session_state["cs_plane"] = {"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception
+    decoded = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    titles = [note["text"] for spec in decoded for note in spec["layout"].get("annotations", [])]
+    assert f"Decoded at ({corner_x:.2f}, {corner_y:.2f})" in titles

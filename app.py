@@ -28,6 +28,7 @@ CANVAS_SIZE = 280  # 10x MNIST's 28; the default pen then draws strokes of MNIST
 SAMPLES_SHOWN = 32
 NO_NOISE = "none"
 SAMPLE_GRID = 32  # new digits a type with a prior draws at a time
+SCORING_CHUNK = 1_000  # digits scored between two updates of the progress bar ("worst first")
 
 
 class HomeKey(StrEnum):
@@ -63,6 +64,7 @@ def noise_control() -> Noise | None:
     """Kind and amount of noise added to whatever digit is shown; None for a clean input."""
     kind_column, amount_column, seed_column = st.columns([2, 3, 1])
     kind = kind_column.selectbox("Add noise", [NO_NOISE, *KIND_KNOB.choices], key=HomeKey.NOISE_KIND,
+                                 format_func=KIND_KNOB.name_of,
                                  help="Give the model a corrupted copy and see whether it brings back the clean "
                                       "digit. A denoising autoencoder learned to; the others never saw noise.")
     if kind == NO_NOISE:
@@ -76,11 +78,14 @@ def noise_control() -> Noise | None:
 
 
 @st.fragment
-def draw_and_reconstruct(model, noise: Noise | None) -> None:
+def draw_and_reconstruct(chosen: ui.ChosenModel, noise: Noise | None, prior: Prior | None) -> None:
     """The canvas, and beside it what the model sees, its reconstruction and the error: redrawn after each stroke.
 
-    A fragment: a stroke reruns only this part of the page, not the sidebar and the rest.
+    A fragment: a stroke reruns only this part of the page, not the sidebar and the rest. So every view of the
+    drawn digit lives in here, the traversal of a type with a prior included (below the fragment it kept showing
+    the digit drawn before).
     """
+    model = chosen.model
     left, right = st.columns([2, 3])
     with left:
         pen = st.slider("Pen width", 5, 40, 20, key=HomeKey.PEN,
@@ -103,6 +108,8 @@ def draw_and_reconstruct(model, noise: Noise | None) -> None:
                    "as MNIST made its digits.")
         show_scores(model, result.image)
     ui.show_code(result, key="drawn")
+    if prior is not None:
+        traversal(chosen, prior)
 
 
 def show_scores(model, image: np.ndarray) -> None:
@@ -115,15 +122,20 @@ def show_scores(model, image: np.ndarray) -> None:
         column.metric(score.label, score.describe(value), help=f"{score.help} {score.better.capitalize()} is better.")
 
 
-def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
+def picked_digit(chosen: ui.ChosenModel, grid_area) -> np.ndarray | None:
+    """The pick controls here, the grid of picked digits and reconstructions in `grid_area` (below the result: 32
+    digits above it pushed the result below the fold); returns the digit opened in the result view."""
     data = ui.shared_data()
     images, labels = data.val_images, data.val_labels
     how_col, what_col, sort_col = st.columns(3)
     how = how_col.radio("Choose", ["By index", "By digit", "At random"], horizontal=True, key=HomeKey.PICK_HOW)
     digit = start = seed = None
+    worst_first = st.session_state.get(HomeKey.PICK_WORST, False)
     if how == "By index":
         last = len(images) - 1
-        start = what_col.number_input(f"First index (0 to {last})", 0, last, 0, key=HomeKey.PICK_START)
+        start = what_col.number_input(f"First index (0 to {last})", 0, last, 0, key=HomeKey.PICK_START,
+                                      disabled=worst_first,
+                                      help="Off while worst reconstructions come first: they come from every digit.")
     elif how == "By digit":
         digit = what_col.selectbox("Digit", list(range(10)), key=HomeKey.PICK_DIGIT)
     else:
@@ -139,9 +151,10 @@ def picked_digit(chosen: ui.ChosenModel) -> np.ndarray | None:
     if worst:
         scored = scored.worst_first()
     tags = [f"#{i} {m:.3f}" for i, m in zip(scored.indices, scored.mse)]
-    ui.chart(home_figures.comparison_grid(scored.originals, scored.outputs, tags,
-                                     title=f"MNIST {data.val_name} digits (top) and reconstructions (below); "
-                                           f"label: index and MSE"), key="sample-grid")
+    with grid_area:
+        ui.chart(home_figures.comparison_grid(scored.originals, scored.outputs, tags,
+                                              title=f"MNIST {data.val_name} digits (top) and reconstructions "
+                                                    f"(below); label: index and MSE"), key="sample-grid")
     options = list(range(len(scored.indices)))
     choice = st.selectbox("Open in the result view", options, key=HomeKey.PICKED,
                           format_func=lambda k: f"#{scored.indices[k]}: a {int(labels[scored.indices[k]])}, "
@@ -157,8 +170,15 @@ def worst_indices(chosen: ui.ChosenModel, labels, digit: int | None) -> np.ndarr
     key = (chosen.label, id(chosen.model), digit)
     if key not in cache:
         pool = explore.choose_samples(labels, digit=digit, count=len(labels))
-        with st.spinner(f"Scoring {len(pool):,} digits ..."):
-            cache[key] = (pool, explore.score_samples(chosen.model, ui.shared_data().val_images, pool).mse)
+        images = ui.shared_data().val_images
+        progress = st.progress(0.0, text=f"Scoring {len(pool):,} digits ...")
+        scores = []
+        for start in range(0, len(pool), SCORING_CHUNK):
+            scores.append(explore.score_samples(chosen.model, images, pool[start:start + SCORING_CHUNK]).mse)
+            done = min(start + SCORING_CHUNK, len(pool))
+            progress.progress(done / len(pool), text=f"Scoring {len(pool):,} digits ... {done:,} done")
+        progress.empty()
+        cache[key] = (pool, np.concatenate(scores))
     pool, mse = cache[key]
     return pool[np.argsort(-mse)[:SAMPLES_SHOWN]]
 
@@ -180,8 +200,8 @@ def uploaded_digit() -> np.ndarray | None:
     return image
 
 
-def new_digits(chosen: ui.ChosenModel, prior: Prior) -> None:
-    """The view of a type with a prior: digits decoded from codes drawn from it, and one code number swept."""
+def prior_samples(chosen: ui.ChosenModel, prior: Prior) -> None:
+    """A view of a type with a prior: digits decoded from codes drawn from it."""
     st.subheader("New digits from the prior")
     seed = st.session_state.setdefault(HomeKey.SAMPLE_SEED, 0)
     st.button("Draw new codes", key="resample",
@@ -189,6 +209,11 @@ def new_digits(chosen: ui.ChosenModel, prior: Prior) -> None:
     samples = explore.sample_digits(chosen.model, SAMPLE_GRID, seed)
     ui.chart(home_figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from "
                                                     f"{prior.description}, seed {seed}"), key="prior-samples")
+
+
+def traversal(chosen: ui.ChosenModel, prior: Prior) -> None:
+    """A view of a type with a prior: one code number of the current digit swept over the prior's range."""
+    st.subheader("One code number swept")
     current = ui.current_digit()
     if current is None:
         st.caption("Draw, pick or upload a digit to sweep its code numbers one at a time.")
@@ -212,22 +237,27 @@ def home() -> None:
                f"numbers and rebuilds it. Model: **{chosen.label}** · data: {data.describe()}.")
     source = st.radio("Input", ["Draw", "Pick from MNIST", "Upload"], horizontal=True, key=HomeKey.SOURCE)
     noise = noise_control()
-    if source == "Draw":
-        draw_and_reconstruct(chosen.model, noise)
-    else:
-        digit = picked_digit(chosen) if source == "Pick from MNIST" else uploaded_digit()
-        if digit is not None:
-            st.subheader("Reconstruction")
-            left, right = st.columns([3, 2])
-            with left:
-                result = ui.show_reconstruction(chosen.model, digit, key="result", noise=noise,
-                                                noise_seed=st.session_state.get(HomeKey.NOISE_SEED, 0))
-                show_scores(chosen.model, digit)
-            with right:
-                ui.show_code(result, key="result")
     prior = chosen.checkpoint.kind.prior
+    if source == "Draw":
+        draw_and_reconstruct(chosen, noise, prior)
+    else:
+        controls, result_area, grid_area = st.container(), st.container(), st.container()
+        with controls:
+            digit = picked_digit(chosen, grid_area) if source == "Pick from MNIST" else uploaded_digit()
+        if digit is not None:
+            with result_area:
+                st.subheader("Reconstruction")
+                left, right = st.columns([3, 2])
+                with left:
+                    result = ui.show_reconstruction(chosen.model, digit, key="result", noise=noise,
+                                                    noise_seed=st.session_state.get(HomeKey.NOISE_SEED, 0))
+                    show_scores(chosen.model, digit)
+                with right:
+                    ui.show_code(result, key="result")
+        if prior is not None:
+            traversal(chosen, prior)
     if prior is not None:
-        new_digits(chosen, prior)
+        prior_samples(chosen, prior)
 
 
 st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")

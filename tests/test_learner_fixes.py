@@ -66,3 +66,42 @@ def test_a_click_on_the_code_planes_empty_space_decodes_that_point(full_mnist):
     decoded = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
     titles = [note["text"] for spec in decoded for note in spec["layout"].get("annotations", [])]
     assert f"Decoded at ({corner_x:.2f}, {corner_y:.2f})" in titles
+
+
+def test_the_noise_kinds_are_named_as_people_read_them(full_mnist):
+    at = app()
+    noise = at.selectbox(key="noise_kind")
+    assert noise.options == ["none", "Gaussian", "masking", "salt and pepper"]
+    noise.set_value("saltpepper").run()
+    assert not at.exception
+    assert at.slider(key="noise_amount").label == "Noise amount"
+
+
+def test_worst_first_scores_every_digit_and_turns_the_first_index_off(full_mnist, mnist):
+    at = app()
+    at.radio(key="input_source").set_value("Pick from MNIST").run()
+    assert not at.number_input(key="pick_start").disabled
+    at.toggle(key="pick_worst").set_value(True).run()
+    assert not at.exception
+    assert at.number_input(key="pick_start").disabled  # shown, but it no longer decides which digits come
+    shown = [int(option.split(":")[0].lstrip("#")) for option in at.selectbox(key="picked_sample").options]
+    _, model = ui.pretrained_model()
+    every = explore_mse(model, mnist.val_images)
+    assert shown == list(np.argsort(-every)[:len(shown)])  # the 32 worst of all 10,000, worst first
+
+
+def explore_mse(model, images) -> np.ndarray:
+    from cae.views import explore
+
+    return explore.score_samples(model, images, np.arange(len(images))).mse
+
+
+def test_a_picked_digits_result_comes_before_the_grid_of_picks(full_mnist):
+    at = app()
+    at.radio(key="input_source").set_value("Pick from MNIST").run()
+    order = [node.type for node in at.main]
+    titles = [getattr(node, "value", "") for node in at.main]
+    result = titles.index("Reconstruction")
+    grid = next(i for i, node in enumerate(at.main)
+                if node.type == "plotly_chart" and "reconstructions (below)" in node.proto.spec)
+    assert result < grid, order

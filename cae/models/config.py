@@ -21,9 +21,15 @@ class Knob:
     label: str
     help: str
     choices: tuple[str, ...] = ()  # a choice among these when given, else a number
+    choice_names: tuple[str, ...] = ()  # how a page names each choice (the choices themselves when empty)
     low: float = 0.0
     high: float = 1.0
     step: float = 0.05
+
+    def name_of(self, choice: str) -> str:
+        """A choice as people read it ("salt and pepper", not "saltpepper")."""
+        names = dict(zip(self.choices, self.choice_names))
+        return names.get(choice, choice)
 
     def value(self, raw: Any) -> Any:
         """A widget's value as the config field takes it."""

@@ -22,8 +22,10 @@ KINDS = {"gaussian": "standard deviation of the added noise",
 AMOUNT_RANGE = (0.0, 1.0)
 # The settings as widgets offer them, under the field names of a config that carries a Noise (DenoisingConfig);
 # an amount of 0 is allowed but pointless, so the widgets start at 0.05.
-KIND_KNOB = Knob("noise", "Noise while training", "; ".join(f"{kind}: {what}" for kind, what in KINDS.items()),
-                 choices=tuple(KINDS))
+NAMES = {"gaussian": "Gaussian", "mask": "masking", "saltpepper": "salt and pepper"}  # kind as people read it
+KIND_KNOB = Knob("noise", "Noise while training",
+                 "; ".join(f"{NAMES[kind]}: {what}" for kind, what in KINDS.items()),
+                 choices=tuple(KINDS), choice_names=tuple(NAMES[kind] for kind in KINDS))
 AMOUNT_KNOB = Knob("noise_amount", "Noise amount", "Gaussian: its sigma; masking and salt and pepper: the fraction "
                                                    "of pixels changed.", low=0.05, high=AMOUNT_RANGE[1], step=0.05)
 

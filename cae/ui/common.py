@@ -173,7 +173,7 @@ def knob_widget(knob: Knob, *, key: str, default: Any, where: Any = st, **kwargs
     a selectbox of its choices, else a slider over its range."""
     if knob.choices:
         return sticky(where.selectbox, knob.label, list(knob.choices), key=key, default=default, help=knob.help,
-                      **kwargs)
+                      format_func=knob.name_of, **kwargs)
     return sticky(where.slider, knob.label, knob.low, knob.high, step=knob.step, key=key, default=default,
                   help=knob.help, **kwargs)
 

@@ -1,0 +1,103 @@
+"""A page opened in a new tab, straight on its URL (a bookmark, a link a teacher shares): time to its main content.
+
+Prints, for each page, the first visitor's time (a server just started) and the median of the later visitors'
+(each a fresh browser profile: nothing cached), from navigation start to the main content on screen, against the
+goal of 2.5 s. With `--before DIR` (another clone or worktree, e.g. `git worktree add /tmp/before <commit>` with a
+`.venv` beside it) the same is measured there too, interleaved page by page, so both see the machine alike.
+Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python -m benchmarks.bench_new_tab`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from cae.engine.data import data_dir, load_mnist
+from tests.browser import chromium_browsers, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_SECONDS = 2.5
+
+# What "the main content" is on each page, as a condition the page's own script can test.
+# The canvas is a components-v2 element: it lives in a shadow root, which document.querySelector does not enter.
+CANVAS = """() => { const find = root => root.querySelector('canvas.upper-canvas') || [...root.querySelectorAll('*')]
+    .filter(el => el.shadowRoot).map(el => find(el.shadowRoot)).find(Boolean);
+    const canvas = find(document); return !!canvas && canvas.offsetWidth > 0; }"""
+START = """() => [...document.querySelectorAll('[data-testid=stMainBlockContainer] button')]
+    .some(b => b.innerText.trim() === 'Start' && b.offsetWidth > 0)"""
+A_CHART = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .some(el => el._fullData && el._fullData.length && el.querySelector('.main-svg'))"""
+A_MAP = """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el._fullData &&
+    el._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) >= 1000)"""
+PAGES = {"Draw and reconstruct": ("", CANVAS), "Train": ("Train", START),
+         "How it works": ("How_it_works", A_CHART), "The code space": ("Code_space", A_MAP)}
+
+
+@contextlib.contextmanager
+def server_in(app_dir: Path, data: Path) -> Iterator[str]:
+    """The app in `app_dir` started the README's way (its own .venv), on a free port; yields its URL."""
+    port = free_port()
+    command = [str(app_dir / ".venv" / "bin" / "streamlit"), "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port)]
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=app_dir, env={**os.environ, "CAE_DATA_DIR": str(data)}, stdout=log,
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"the app in {app_dir} did not start: {log.read()[-2000:]!r}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def open_in_new_tab(url: str, ready: str) -> float:
+    """Seconds from navigation start to `ready` holding, in a fresh browser profile (nothing cached)."""
+    with chromium_browsers(1) as (browser,):
+        page = browser.new_page()
+        page.goto(url, wait_until="commit")
+        page.wait_for_function(ready, timeout=120_000, polling="raf")
+        return page.evaluate("() => performance.now()") / 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", type=Path, help="another clone to measure in the same run, interleaved")
+    parser.add_argument("--later", type=int, default=5, help="later visitors per page (after the first)")
+    args = parser.parse_args()
+    data = data_dir().resolve()
+    print(f"data: {load_mnist(data).describe()}; goal: main content within {GOAL_SECONDS} s in a new tab")
+    apps = {"now": ROOT} | ({"before": args.before.resolve()} if args.before else {})
+    for name, (path, ready) in PAGES.items():
+        for label, app_dir in apps.items():
+            with server_in(app_dir, data) as url:
+                first = open_in_new_tab(f"{url}/{path}", ready)
+                later = [open_in_new_tab(f"{url}/{path}", ready) for _ in range(args.later)]
+            verdict = "met" if max(first, statistics.median(later)) <= GOAL_SECONDS else "NOT met"
+            median = statistics.median(later)
+            print(f"{name:22s} {label:6s}: first visitor {first:5.2f} s, later median {median:5.2f} s "
+                  f"(min {min(later):.2f}, max {max(later):.2f}); {verdict}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -206,12 +206,23 @@ def reset() -> None:
     st.session_state[SharedKey.RUN_SAVED] = None
 
 
+def runs(count: int) -> str:
+    """'1 run', '2 runs'."""
+    return f"{count} run{'' if count == 1 else 's'}"
+
+
+def server_line() -> None:
+    training, waiting = ui.run_queue().counts()
+    st.caption(f"This server trains {runs(ui.run_queue().places)} at once: {training} training now, {waiting} "
+               f"waiting. Pause gives your place to the next run waiting (your progress and memory stay); Resume "
+               f"queues again. A run whose browser tab has been closed for {ORPHAN_SECONDS:.0f} s stops by itself.")
+
+
 def progress(snap: RunSnapshot) -> None:
     if snap.state is RunState.WAITING:
         training, waiting = ui.run_queue().counts()
-        ahead = f"{snap.runs_ahead} run{'s' if snap.runs_ahead != 1 else ''} ahead of yours"
-        st.info(f"Waiting: {ahead}. This server trains {ui.run_queue().places} run(s) at once "
-                f"({training} training now, {waiting} waiting); yours starts by itself when a place frees.")
+        st.info(f"Waiting: {runs(snap.runs_ahead)} ahead of yours. This server trains {runs(ui.run_queue().places)} "
+                f"at once ({training} training now, {waiting} waiting); yours starts by itself when a place frees.")
     epochs = snap.total_steps // snap.steps_per_epoch
     left = snap.seconds_left
     st.progress(snap.step / snap.total_steps,
@@ -222,6 +233,7 @@ def progress(snap: RunSnapshot) -> None:
 
 def live_view(log_scale: bool, channel: int, loss_name: str) -> None:
     with st.container(key="live"):
+        server_line()  # here, not above: its counts change while a run goes, and the fragment redraws them
         live_panels(log_scale, channel, loss_name)
 
 
@@ -286,13 +298,6 @@ def results() -> None:
                    f"{samples / wall:,.0f} samples/s overall.")
 
 
-def server_line() -> None:
-    training, waiting = ui.run_queue().counts()
-    st.caption(f"This server trains {ui.run_queue().places} run(s) at once: {training} training now, {waiting} "
-               f"waiting. Pause gives your place to the next run waiting (your progress and memory stay); Resume "
-               f"queues again. A run whose browser tab has been closed for {ORPHAN_SECONDS:.0f} s stops by itself.")
-
-
 runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
 # Decided once, before the sidebar collects ended runs: a run that ends between the two is then still seen
 # by the live fragment, which redraws the page when it notices the end.
@@ -309,7 +314,6 @@ buttons[3].button("Reset", key=TrainKey.RESET, disabled=runner is None, on_click
 message = st.session_state.pop(TrainKey.MESSAGE, None)
 if message:
     st.error(message)
-server_line()
 # View options live outside the fragment: a widget inside it would be sent and redrawn every second.
 scale_column, channel_column = st.columns([1, 3])
 log_scale = scale_column.toggle("Log scale", key=TrainKey.LOG_SCALE, value=True)

@@ -1,4 +1,5 @@
-"""Checkpoints: a faithful round trip, atomic writes, and a clear error for anything that is not ours."""
+"""Checkpoints: a faithful round trip, atomic writes, a clear error for anything that is not ours, and a description
+that tells a run stopped early from one that went to its end."""
 
 import io
 import os
@@ -10,7 +11,9 @@ import torch
 
 from cae.engine import checkpoint
 from cae.engine.checkpoint import Checkpoint, CheckpointError
+from cae.engine.data import MnistData
 from cae.engine.train_config import TrainConfig
+from cae.engine.trainer import Trainer
 from cae.models.autoencoder import ConvAutoencoder, ModelConfig
 from cae.models.denoising import DenoisingConfig
 from cae.models.registry import build_model
@@ -164,3 +167,50 @@ def test_each_model_type_keeps_its_type_and_objective_settings(config):
     assert loaded.train_config == TrainConfig(epochs=3)
     x = torch.rand(3, 1, 28, 28)
     assert torch.equal(loaded.build_model()(x), model.eval()(x))
+
+
+def mnist_slice(mnist) -> MnistData:
+    """640 training digits (10 steps an epoch at batch 64) and 200 validation digits: a run in a second."""
+    return MnistData(mnist.source, mnist.train_images[:640], mnist.train_labels[:640], mnist.val_images[:200],
+                     mnist.val_labels[:200])
+
+
+def run_then_stop(mnist, steps: int) -> Trainer:
+    trainer = Trainer(ModelConfig(code_size=8), TrainConfig(epochs=4, batch_size=64), mnist_slice(mnist))
+    for _ in range(steps):
+        trainer.step()
+    trainer.stop()
+    return trainer
+
+
+def test_a_run_stopped_in_its_first_epoch_says_so_once_saved_and_loaded(mnist, tmp_path):
+    trainer = run_then_stop(mnist, 3)
+    loaded = checkpoint.load(checkpoint.save(trainer.checkpoint(), tmp_path / "stopped.pt"))
+    lines = loaded.describe().split("  \n")
+    assert lines[-2] == f"trained on MNIST: {trainer.config.describe()}"  # the plan ...
+    assert lines[-1].startswith("stopped after 3 ") and lines[-1].endswith(" (epoch 1 of 4)")  # ... and how far it went
+
+
+def test_the_planned_steps_come_from_the_file_or_from_the_first_epochs_check(mnist):
+    trainer = run_then_stop(mnist, 13)  # in epoch 2: the first check came after one epoch's 10 steps
+    assert trainer.history.val_step == [10]
+    ckpt = checkpoint.load(checkpoint.to_bytes(trainer.checkpoint()))
+    assert ckpt.ended_early() == "stopped after 13 of 40 steps (epoch 2 of 4)"
+    assert "MSE per pixel" in ckpt.describe() and "Held-out" not in ckpt.describe()  # an old check, not a score
+    at_an_epochs_end = checkpoint.load(checkpoint.to_bytes(run_then_stop(mnist, 20).checkpoint()))
+    assert at_an_epochs_end.ended_early() == "stopped after 20 of 40 steps (at the end of epoch 2 of 4)"
+    first_epoch = run_then_stop(mnist, 3).checkpoint()
+    first_epoch.metrics["total_steps"] = 40  # a file that holds its plan
+    planned = checkpoint.load(checkpoint.to_bytes(first_epoch))
+    assert planned.ended_early() == "stopped after 3 of 40 steps (epoch 1 of 4)"
+
+
+def test_a_run_that_went_to_its_end_says_nothing_of_stopping(mnist):
+    trainer = Trainer(ModelConfig(code_size=8), TrainConfig(epochs=2, batch_size=128), mnist_slice(mnist))
+    while not trainer.finished:
+        trainer.step()
+    ckpt = checkpoint.load(checkpoint.to_bytes(trainer.checkpoint()))
+    assert ckpt.ended_early() is None and "stopped" not in ckpt.describe()
+    assert ckpt.describe().endswith(f"trained on MNIST: {trainer.config.describe()}")
+    for path in checkpoint.PRETRAINED.values():  # the shipped models went to their ends too
+        assert checkpoint.load(path).ended_early() is None

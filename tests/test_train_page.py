@@ -1,5 +1,5 @@
-"""The training page under AppTest: its knobs read from the configs, live progress, Pause, Stop, Reset,
-divergence, and two independent sessions."""
+"""The training page under AppTest: its knobs read from the configs, live progress and the server's run count,
+Pause, Stop, Reset, divergence, two independent sessions, and how an uploaded stopped run is described."""
 
 import base64
 import json
@@ -13,8 +13,9 @@ from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
 from cae.engine import checkpoint
+from cae.engine.data import MnistData
 from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES, TrainConfig
-from cae.engine.trainer import RunState, StopReason
+from cae.engine.trainer import RunState, StopReason, Trainer
 from cae.models.autoencoder import ACTIVATIONS, ConvAutoencoder, ModelConfig
 from cae.models.config import Knob
 from cae.models.registry import MODEL_TYPES, ModelType, build_model, type_of
@@ -428,3 +429,51 @@ def test_a_new_type_in_the_registry_gets_its_own_knob_on_the_page_and_in_its_run
     assert not page.exception
     assert type(runner(page).trainer.model_config) is SmoothedConfig
     assert runner(page).trainer.model_config.smoothing == 0.3
+
+
+def live_captions(at) -> list[str]:
+    """The captions inside the live view's container: what its fragment redraws every second while a run goes."""
+    def inside(node, within: bool) -> list[str]:
+        within = within or str(getattr(getattr(node, "proto", None), "id", "")).endswith("-live")
+        found = [node.value] if within and node.type == "caption" else []
+        for child in getattr(node, "children", {}).values():
+            found += inside(child, within)
+        return found
+
+    return inside(at.main, False)
+
+
+def test_the_server_line_counts_a_run_while_it_trains_in_plain_english(full_mnist, monkeypatch):
+    monkeypatch.setenv("CAE_MAX_RUNS", "1")
+    ui.run_queue.clear()
+    at = train_page(t_epochs=50)
+    try:
+        assert any(line.startswith("This server trains 1 run at once: 0 training now, 0 waiting.")
+                   for line in live_captions(at))
+        at.button(key="t_start").click().run()
+        wait_for(at, lambda a: runner(a).trainer.step_count > 0)  # it holds the server's place
+        lines = [line for line in live_captions(at) if line.startswith("This server trains")]
+        assert len(lines) == 1 and lines[0].startswith("This server trains 1 run at once: 1 training now, 0 waiting.")
+    finally:
+        runner(at).stop()
+        runner(at).join(30)
+    monkeypatch.setenv("CAE_MAX_RUNS", "2")
+    ui.run_queue.clear()
+    at = train_page()
+    assert any(line.startswith("This server trains 2 runs at once: 0 training now") for line in live_captions(at))
+    assert not [element for element in at.main if "run(s)" in str(getattr(element, "value", ""))]
+
+
+def test_an_uploaded_checkpoint_of_a_run_stopped_in_its_first_epoch_says_so_in_the_sidebar(page, mnist):
+    data = MnistData(mnist.source, mnist.train_images[:640], mnist.train_labels[:640], mnist.val_images[:200],
+                     mnist.val_labels[:200])
+    trainer = Trainer(ModelConfig(code_size=8), TrainConfig(epochs=4, batch_size=64), data)  # 10 steps an epoch
+    for _ in range(3):
+        trainer.step()
+    trainer.stop()
+    page.file_uploader(key="checkpoint_upload").set_value(("stopped.pt", checkpoint.to_bytes(trainer.checkpoint()),
+                                                           "application/octet-stream")).run()
+    assert not page.exception and page.selectbox(key="model_select").value == "Uploaded: stopped.pt"
+    description = next(c.value for c in page.sidebar.caption if c.value.startswith("Autoencoder"))
+    assert "trained on MNIST: 4 epochs" in description  # the plan, then how far it went
+    assert description.endswith(" (epoch 1 of 4)") and "stopped after 3 " in description

@@ -9,6 +9,10 @@ before the model types) hold an autoencoder's config and load as such.
 A model's score is its MSE per pixel on held-out digits, digits it never trained on (MNIST's 10,000 test digits,
 or the offline sample's validation split), stored under SCORE with the digits named in "evaluated_on". Files
 written before that name stored it as "test_mse", which loading renames.
+
+A run that ended before its last planned step (stopped, diverged, its tab gone) says so in its description, with
+the steps it made of those planned: from "total_steps" when the file holds it, else from its history (the first
+epoch's check came after one epoch's steps).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ VERSION = 2  # 2: model types (cae, dae, vae); 1: the autoencoder alone, same fi
 READABLE_VERSIONS = (1, 2)
 SCORE = "held_out_mse"  # metrics key of the score (module docstring)
 OLD_SCORE_NAMES = ("test_mse",)  # what files written before SCORE call it
-NUMERIC_METRICS = (SCORE, *OLD_SCORE_NAMES, "val_mse", "pca_mse")
+NUMERIC_METRICS = (SCORE, *OLD_SCORE_NAMES, "val_mse", "pca_mse", "steps", "total_steps")
 
 
 class CheckpointError(ValueError):
@@ -54,7 +58,8 @@ class Checkpoint:
     train_config: TrainConfig | None = None  # None for weights from elsewhere
     history: dict[str, Any] = field(default_factory=dict)  # cae.engine.trainer.History as a dict
     data_source: str = ""  # cae.engine.data.FULL or SAMPLE
-    # SCORE with "evaluated_on"; val_mse (the last epoch's check), pca_mse, steps, stop_reason, wall_seconds
+    # SCORE with "evaluated_on"; val_mse (the last epoch's check), pca_mse, steps (made), total_steps (planned),
+    # stop_reason, wall_seconds
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
 
@@ -93,15 +98,44 @@ class Checkpoint:
 
     def describe(self) -> str:
         """A few lines for people: type, settings, score and training."""
-        score = self.held_out_mse
-        if score is None:
-            score = self.metrics.get("val_mse")
+        score, last_check = self.held_out_mse, self.metrics.get("val_mse")
         lines = [f"{self.kind.title}: {self.model_config.describe()}"]
         if score is not None:
             lines.append(f"Held-out MSE per pixel {score:.4f} on {self.evaluated_on}")
+        elif last_check is not None:  # never scored with its final weights (a run stopped early, outside the page)
+            lines.append(f"MSE per pixel {last_check:.4f} at its last epoch's check")
         if self.train_config:
             lines.append(f"trained on {self.data_source or '?'}: {self.train_config.describe()}")
+            ended_early = self.ended_early()
+            if ended_early:
+                lines.append(ended_early)
         return "  \n".join(lines)
+
+    def ended_early(self) -> str | None:
+        """'stopped after 37 of 312 steps (epoch 1 of 4)' for a run that ended before its last planned step; None
+        for a run that went to its end, or one whose file does not say how far it went."""
+        steps = self.metrics.get("steps")
+        if not isinstance(steps, int):
+            steps = len(self.history.get("train_loss") or [])
+        epochs = self.train_config.epochs if self.train_config else 0
+        if steps <= 0 or epochs <= 0:
+            return None
+        checked = [step for step in self.history.get("val_step") or [] if isinstance(step, int) and step > 0]
+        total = self.metrics.get("total_steps")
+        if not isinstance(total, int) and checked:
+            total = checked[0] * epochs  # each epoch's check follows its last step
+        if isinstance(total, int) and total > 0:
+            if steps >= total:
+                return None
+            made = f"{steps:,} of {total:,} steps"
+        elif self.metrics.get("stop_reason"):
+            made = f"{steps:,} steps"
+        else:
+            return None  # how far it was meant to go is not known, and nothing says it stopped
+        epochs_done = sum(step <= steps for step in checked)
+        if checked and steps == checked[-1]:
+            return f"stopped after {made} (at the end of epoch {epochs_done} of {epochs})"
+        return f"stopped after {made} (epoch {min(epochs_done + 1, epochs)} of {epochs})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "model_type": self.model_type,

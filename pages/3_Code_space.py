@@ -33,6 +33,10 @@ PLANE_CHECKPOINT = checkpoint.PRETRAINED_DIR / "plane.pt"
 # Its label in the sidebar's model choice (None if the shipped models no longer include it)
 PLANE_LABEL = next((label for label, path in checkpoint.PRETRAINED.items() if path == PLANE_CHECKPOINT), None)
 METHODS = {"PCA": "pca", "t-SNE": "tsne"}
+MAP_HEIGHT = 560  # every map of the codes: PCA, t-SNE, the t-SNE map taking shape and its blank start
+# The map area (one line of text above the map) keeps this height whatever it holds: the PCA map, the t-SNE job's
+# progress and its map so far, or the finished t-SNE map. Room for the line to wrap once on a narrow window.
+MAP_AREA_HEIGHT = MAP_HEIGHT + 80
 
 
 class CodeSpaceKey(StrEnum):
@@ -47,6 +51,7 @@ class CodeSpaceKey(StrEnum):
     SLIDER = "cs_code_"  # + i: the slider of code number i
     SLIDER_BASE = "cs_slider_base"  # which digit the sliders started from: a new one resets them
     MAP_CHART = "cs_map"
+    MAP_AREA = "cs_map_area"  # the fixed-height container of the map and its line of text
     PLANE_CHART = "cs_plane"
     MANIFOLD_CHART = "cs_manifold"
     RESET_SLIDERS = "cs_reset"
@@ -148,8 +153,14 @@ def draw_map(code_map, labels: np.ndarray, *, title: str, yours: np.ndarray | No
     clicked = st.session_state.get(CodeSpaceKey.CLICKED, [])
     names = ["A", "B"] if len(clicked) == 2 else ["A"]
     figure = maps_figures.code_map(code_map.coords, labels, title=title, yours=placed, revision=revision,
-                                   chosen=list(zip(clicked, names)), axis_titles=axis_titles, clickable=clickable)
+                                   chosen=list(zip(clicked, names)), axis_titles=axis_titles, clickable=clickable,
+                                   height=MAP_HEIGHT)
     st.plotly_chart(figure, key=chart_key, on_select="rerun", selection_mode="points", theme=None, width="stretch")
+
+
+def map_area():
+    """The container every map of the codes is drawn in, with its one line of text (see MAP_AREA_HEIGHT)."""
+    return st.container(height=MAP_AREA_HEIGHT, border=False, key=CodeSpaceKey.MAP_AREA)
 
 
 def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: np.ndarray,
@@ -160,10 +171,12 @@ def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: n
                            "t-SNE: a nonlinear map that keeps each code's nearest neighbours near it.")
     if METHODS[method] == "pca":
         pca = shared_pca(fingerprint, codes)
-        st.caption(f"The first two principal components of the {codes.shape[1]}-number codes keep "
-                   f"{pca.kept_variance:.0%} of their spread; digits overlap where the other directions separate them.")
-        draw_map(pca, labels, title=f"PCA of the codes of {len(codes):,} digits", yours=yours,
-                 chart_key=CodeSpaceKey.MAP_CHART, revision=f"pca-{fingerprint}")
+        with map_area():
+            st.caption(f"The first two principal components of the {codes.shape[1]}-number codes keep "
+                       f"{pca.kept_variance:.0%} of their spread; digits overlap where the other directions separate "
+                       f"them.")
+            draw_map(pca, labels, title=f"PCA of the codes of {len(codes):,} digits", yours=yours,
+                     chart_key=CodeSpaceKey.MAP_CHART, revision=f"pca-{fingerprint}")
         return
     shipped = shipped_checkpoints().get(fingerprint)
     job = map_jobs().start(fingerprint, codes,
@@ -172,15 +185,18 @@ def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: n
         tsne_progress(fingerprint, labels)
         return
     made = "shipped with the model" if job.seconds == 0 else f"made in {job.seconds:.0f} s"
-    st.caption(f"t-SNE of the codes (openTSNE), {made}. Distances between far clusters mean little; who is next to "
-               "whom is what it keeps.")
-    draw_map(job.result, labels, title=f"t-SNE of the codes of {len(codes):,} digits", yours=yours,
-             chart_key=CodeSpaceKey.MAP_CHART, revision=f"tsne-{fingerprint}")
+    with map_area():
+        st.caption(f"t-SNE of the codes (openTSNE), {made}. Distances between far clusters mean little; who is next "
+                   "to whom is what it keeps.")
+        draw_map(job.result, labels, title=f"t-SNE of the codes of {len(codes):,} digits", yours=yours,
+                 chart_key=CodeSpaceKey.MAP_CHART, revision=f"tsne-{fingerprint}")
 
 
 @st.fragment(run_every=1.5)
 def tsne_progress(fingerprint: str, labels: np.ndarray) -> None:
-    """The t-SNE job's progress and its map so far; the whole page reruns once the map is ready."""
+    """The t-SNE job's progress and its map so far, in the map's own area and at its height from the first refresh
+    (a blank map until the first preview), so nothing moves until the finished map takes its place; the whole page
+    reruns once the map is ready."""
     job: MapJob | None = map_jobs().get(fingerprint)
     if job is None or job.finished:
         if job is not None and job.error:
@@ -188,10 +204,14 @@ def tsne_progress(fingerprint: str, labels: np.ndarray) -> None:
             return
         st.rerun()
     progress = job.progress
-    st.progress(progress.fraction, text=f"Making the t-SNE map of {len(labels):,} codes (once per model and "
-                                        f"server): {progress.stage}")
-    if progress.preview is not None:
-        ui.chart(maps_figures.code_map(progress.preview, labels, title="The t-SNE map taking shape",
+    if progress.preview is None:
+        so_far, title = np.zeros((0, 2), np.float32), "The t-SNE map will take shape here"
+    else:
+        so_far, title = progress.preview, "The t-SNE map taking shape"
+    with map_area():
+        st.progress(progress.fraction, text=f"Making the t-SNE map of {len(labels):,} codes: {progress.stage}")
+        ui.chart(maps_figures.code_map(so_far, labels[:len(so_far)], height=MAP_HEIGHT,
+                                       title=f"{title} (made once per model and server)",
                                        revision=f"preview-{fingerprint}"), key="cs-preview")
 
 

@@ -25,7 +25,8 @@ MNIST_RAW = Path(os.environ.get("CAE_MNIST_RAW") or ROOT.parent / "shared" / "da
 # The shared server's grace for a closed tab's run (CAE_ORPHAN_SECONDS): its test waits seconds, not the 45 default.
 BROWSER_ORPHAN_SECONDS = 5
 
-# Tests of more than a few seconds (real training to the end, real-time waits) in files this file does not own.
+# Tests of more than a few seconds (real training to the end, real-time waits, scoring all 10,000 test digits) in
+# files whose authors mark them here.
 SLOW_ELSEWHERE = {
     "test_train_page.py": {
         "test_start_then_the_loss_chart_gains_points_and_filters_are_drawn",
@@ -36,6 +37,12 @@ SLOW_ELSEWHERE = {
         "test_a_nan_mid_run_stops_with_the_message",
         "test_two_sessions_train_side_by_side_without_mixing",
         "test_a_short_vae_run_draws_its_kl_curve_and_joins_the_choice",
+    },
+    "test_checkpoint.py": {
+        "test_the_planned_steps_come_from_the_file_or_from_the_first_epochs_check",
+    },
+    "test_learner_fixes.py": {
+        "test_worst_first_scores_every_digit_and_turns_the_first_index_off",
     },
     "test_training.py": {
         "test_a_reader_is_let_in_between_steps_even_next_to_a_busy_python_thread",

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh machine (venv, packages, Debian's Chromium), then run it.
 # Extra arguments go to pytest, e.g. `bash tests/run.sh tests/test_model.py -x`.
+# The quick tier, for while you work: `bash tests/run.sh -m "not browser and not slow"` (markers: tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r tests/requirements.txt \
-  2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+# pip runs again only when a requirements file or pyproject.toml changed since it last succeeded here (it takes
+# about 10 s even with nothing to do, a tenth of the quick tier).
+wanted="$(cat requirements.txt tests/requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+stamp=.venv/.cae-requirements
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r tests/requirements.txt \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  echo "$wanted" > "$stamp"
+fi
 if ! command -v chromium >/dev/null 2>&1; then  # for the browser tests; never `playwright install` (no network)
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -79,6 +79,7 @@ def test_picking_from_mnist_shows_a_grid_and_opens_a_sample(app):
     assert all(": a 3," in option for option in app.selectbox(key="picked_sample").options)
 
 
+@pytest.mark.slow  # scores all 10,000 test digits
 def test_worst_first_sorts_by_mse(app):
     app.radio(key="input_source").set_value("Pick from MNIST").run()
     app.toggle(key="pick_worst").set_value(True).run()

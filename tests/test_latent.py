@@ -204,11 +204,22 @@ def test_the_real_job_runs_in_a_child_process_and_reports_progress():
     assert latent.knn_accuracy(job.result.coords, labels) > 0.95
 
 
-def test_the_command_line_writes_the_map_of_the_validation_digits(full_mnist, tmp_path, capsys):
+def test_the_command_line_writes_the_map_of_the_validation_digits(full_mnist, mnist, tmp_path, capsys):
     from cae.latent import main
 
-    out = tmp_path / "map.npy"
-    assert main(["--method", "pca", "--out", str(out), "--dry-run"]) == 0
+    out, codes_out = tmp_path / "map.npy", tmp_path / "codes.npy"
+    started = time.perf_counter()
+    assert main(["--method", "pca", "--out", str(out), "--save-codes", str(codes_out), "--score", "--dry-run"]) == 0
+    elapsed = time.perf_counter() - started
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["method"] == "pca" and summary["count"] == 500 and summary["seconds"] >= 0
-    assert np.load(out).shape == (500, 2)
+    assert summary["method"] == "pca" and summary["count"] == 500 and summary["source"] == "MNIST"
+    assert summary["code_size"] == 32 and summary["out"] == str(out)
+    # Both times are parts of this call, in seconds (each rounded to 0.01).
+    assert 0 <= summary["seconds"] and 0 < summary["encode_seconds"]
+    assert summary["seconds"] + summary["encode_seconds"] <= elapsed + 0.01
+    model = checkpoint.load(checkpoint.DEFAULT_CHECKPOINT).build_model()
+    codes = latent.encode_images(model, mnist.val_images[:500])
+    np.testing.assert_allclose(np.load(codes_out), codes, atol=1e-5)
+    np.testing.assert_allclose(np.load(out), latent.fit_pca(codes).coords, atol=1e-4)  # row i is digit i
+    assert summary["knn5_accuracy"] == round(latent.knn_accuracy(np.load(out), mnist.val_labels.numpy()[:500]), 4)
+    assert 0.3 < summary["knn5_accuracy"] <= 1  # a PCA map: far from t-SNE, well above the 0.1 of chance

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from cae.models import noise
 from tests.browser import (
     COUNT_PLOTS,
     SEVEN,
@@ -105,7 +106,7 @@ def test_train_a_denoiser_on_the_page_then_denoise_a_drawn_digit(page):
     page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
     choose(page, "Model to use", label)
     page.get_by_text(f"Model: {label}").wait_for(timeout=30_000)
-    choose(page, "Add noise", "gaussian")
+    choose(page, "Add noise", noise.NAMES["gaussian"])
     page.get_by_text("Noise amount").wait_for(timeout=30_000)
     draw(page, SEVEN)
     wait_for_reconstruction(page)

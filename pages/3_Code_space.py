@@ -34,9 +34,11 @@ PLANE_CHECKPOINT = checkpoint.PRETRAINED_DIR / "plane.pt"
 PLANE_LABEL = next((label for label, path in checkpoint.PRETRAINED.items() if path == PLANE_CHECKPOINT), None)
 METHODS = {"PCA": "pca", "t-SNE": "tsne"}
 MAP_HEIGHT = 560  # every map of the codes: PCA, t-SNE, the t-SNE map taking shape and its blank start
-# The map area (one line of text above the map) keeps this height whatever it holds: the PCA map, the t-SNE job's
-# progress and its map so far, or the finished t-SNE map. Room for the line to wrap once on a narrow window.
-MAP_AREA_HEIGHT = MAP_HEIGHT + 80
+# The map area keeps one height whatever it holds (the PCA map, the t-SNE job's progress and its map so far, the
+# finished t-SNE map): a line of text in a box of its own height, so that a caption and a progress bar put the map
+# at the same place (room for the caption to wrap once on a narrow window), then the map.
+TEXT_HEIGHT = 64
+MAP_AREA_HEIGHT = TEXT_HEIGHT + MAP_HEIGHT + 24  # and Streamlit's gap between the two, with a little to spare
 
 
 class CodeSpaceKey(StrEnum):
@@ -163,6 +165,11 @@ def map_area():
     return st.container(height=MAP_AREA_HEIGHT, border=False, key=CodeSpaceKey.MAP_AREA)
 
 
+def text_line():
+    """The box of the map area's line of text (see TEXT_HEIGHT)."""
+    return st.container(height=TEXT_HEIGHT, border=False)
+
+
 def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: np.ndarray,
                 yours: np.ndarray | None) -> None:
     take_clicks(CodeSpaceKey.MAP_CHART)
@@ -172,9 +179,9 @@ def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: n
     if METHODS[method] == "pca":
         pca = shared_pca(fingerprint, codes)
         with map_area():
-            st.caption(f"The first two principal components of the {codes.shape[1]}-number codes keep "
-                       f"{pca.kept_variance:.0%} of their spread; digits overlap where the other directions separate "
-                       f"them.")
+            text_line().caption(f"The first two principal components of the {codes.shape[1]}-number codes keep "
+                                f"{pca.kept_variance:.0%} of their spread; digits overlap where the other directions "
+                                f"separate them.")
             draw_map(pca, labels, title=f"PCA of the codes of {len(codes):,} digits", yours=yours,
                      chart_key=CodeSpaceKey.MAP_CHART, revision=f"pca-{fingerprint}")
         return
@@ -186,8 +193,8 @@ def map_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels: n
         return
     made = "shipped with the model" if job.seconds == 0 else f"made in {job.seconds:.0f} s"
     with map_area():
-        st.caption(f"t-SNE of the codes (openTSNE), {made}. Distances between far clusters mean little; who is next "
-                   "to whom is what it keeps.")
+        text_line().caption(f"t-SNE of the codes (openTSNE), {made}. Distances between far clusters mean little; who "
+                            "is next to whom is what it keeps.")
         draw_map(job.result, labels, title=f"t-SNE of the codes of {len(codes):,} digits", yours=yours,
                  chart_key=CodeSpaceKey.MAP_CHART, revision=f"tsne-{fingerprint}")
 
@@ -209,7 +216,8 @@ def tsne_progress(fingerprint: str, labels: np.ndarray) -> None:
     else:
         so_far, title = progress.preview, "The t-SNE map taking shape"
     with map_area():
-        st.progress(progress.fraction, text=f"Making the t-SNE map of {len(labels):,} codes: {progress.stage}")
+        text_line().progress(progress.fraction,
+                             text=f"Making the t-SNE map of {len(labels):,} codes: {progress.stage}")
         ui.chart(maps_figures.code_map(so_far, labels[:len(so_far)], height=MAP_HEIGHT,
                                        title=f"{title} (made once per model and server)",
                                        revision=f"preview-{fingerprint}"), key="cs-preview")

@@ -39,8 +39,8 @@ def map_area(at):
 
 
 def layout(at) -> tuple:
-    """What a person sees of the map area: its fixed height, then each element in it, a chart with its own height
-    (a caption and a progress bar are both a line of text: the area's height leaves room for either to wrap)."""
+    """What a person sees of the map area: its fixed height, then what it holds in order: the box of the line of
+    text with its height, the text (a caption or a progress bar), the map with its own height."""
     area = map_area(at)
     elements = []
     for element in area:
@@ -50,6 +50,8 @@ def layout(at) -> tuple:
             elements.append(("chart", json.loads(element.proto.spec)["layout"]["height"]))
         elif element.type in ("progress", "caption"):
             elements.append(("text", None))
+        elif hasattr(element, "children"):
+            elements.append(("box", element.proto.height_config.pixel_height))
         else:
             elements.append((element.type, None))
     return area.proto.height_config.pixel_height, elements
@@ -89,7 +91,9 @@ def test_the_map_area_keeps_its_height_from_the_first_refresh_to_the_finished_ma
 
     monkeypatch.setattr(cae.views.latent_maps, "fit_in_child", fit)
     pca = layout(page)
-    assert pca == (pca[0], [("text", None), ("chart", MAP_HEIGHT)]) and pca[0] > MAP_HEIGHT
+    area_height, (text_box, text, chart) = pca
+    assert text_box[0] == "box" and text_box[1] > 0 and text == ("text", None) and chart == ("chart", MAP_HEIGHT)
+    assert area_height > text_box[1] + MAP_HEIGHT
     torch.manual_seed(11)  # a model of its own: the server's map jobs outlive a test
     model = ConvAutoencoder(ModelConfig(code_size=6)).eval()
     page.session_state[ui.SharedKey.MODELS] = {"fresh": checkpoint.Checkpoint(model.config, model.state_dict())}
@@ -111,4 +115,4 @@ def test_the_map_area_keeps_its_height_from_the_first_refresh_to_the_finished_ma
     until(page, lambda: chart_title(page).startswith("t-SNE of the codes"))
     done = layout(page)
     assert not page.get("progress")
-    assert before == during == done == pca  # one height, the same two elements, the map at its own height
+    assert before == during == done == pca  # one height; the same box, text and map, each of the same height

@@ -51,7 +51,8 @@ class TrainConfig:
         return self
 
     def describe(self) -> str:
-        return (f"{self.epochs} epochs, {self.optimizer} lr {self.learning_rate:g} ({self.schedule}), "
+        epochs = "1 epoch" if self.epochs == 1 else f"{self.epochs} epochs"
+        return (f"{epochs}, {self.optimizer} lr {self.learning_rate:g} ({self.schedule}), "
                 f"batch {self.batch_size}")
 
 

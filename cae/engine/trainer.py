@@ -233,7 +233,7 @@ class Trainer:
             state_dict={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             history=asdict(self.history), data_source=self.data_source,
             metrics={"val_mse": self.history.val_mse[-1] if self.history.val_mse else None,
-                     "steps": self.step_count, "stop_reason": self.stop_message},
+                     "steps": self.step_count, "total_steps": self.total_steps, "stop_reason": self.stop_message},
         )
         if self.final_mse is not None:
             ckpt.record_score(self.final_mse, *self.held_out)

@@ -69,7 +69,7 @@ def how_it_works(page, url: str) -> None:
 
 def code_space(page, url: str) -> None:
     page.goto(f"{url}/Code_space")
-    wait_for_plot(page, "codes", min_points=1000)
+    wait_for_plot(page, "of the codes", min_points=500)  # the first digit's points
     wait_images_loaded(page)
 
 

@@ -18,6 +18,11 @@ from pathlib import Path
 
 import pytest
 
+# The app's own process settings, before anything loads torch: with OpenMP's default long spin after each parallel
+# region, torch's idle threads took the cores from the page scripts and runs that tests drive in this process (about
+# half the quick tier's time on a busy 2-core machine).
+import cae.ui.appenv  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 # The four original MNIST files; CI has ../shared beside the clone. Override with CAE_MNIST_RAW.
 MNIST_RAW = Path(os.environ.get("CAE_MNIST_RAW") or ROOT.parent / "shared" / "data" / "MNIST" / "raw")

@@ -65,3 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["knn5_accuracy"] = round(knn_accuracy(coords, data.val_labels.numpy()[:count]), 4)
     print(json.dumps(summary))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

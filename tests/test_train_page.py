@@ -148,7 +148,7 @@ def test_a_types_knobs_take_their_range_choices_and_default_from_its_config(full
         default = getattr(config_class(), knob.field)
         if knob.choices:
             widget = at.selectbox(key=f"t_{knob.field}")
-            assert widget.options == list(knob.choices)
+            assert widget.options == [knob.name_of(choice) for choice in knob.choices]  # as people read them
         else:
             widget = at.slider(key=f"t_{knob.field}")
             assert (widget.min, widget.max, widget.step) == (knob.low, knob.high, knob.step)

@@ -10,19 +10,11 @@ Needs full MNIST in the data folder (CAE_DATA_DIR or ./data). Run: `python -m be
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
 import statistics
-import subprocess
-import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 from cae.engine.data import data_dir, load_mnist
-from tests.browser import chromium_browsers, free_port
+from tests.browser import chromium_browsers, streamlit_server
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_SECONDS = 2.5
@@ -40,35 +32,6 @@ A_MAP = """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el
     el._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) >= 1000)"""
 PAGES = {"Draw and reconstruct": ("", CANVAS), "Train": ("Train", START),
          "How it works": ("How_it_works", A_CHART), "The code space": ("Code_space", A_MAP)}
-
-
-@contextlib.contextmanager
-def server_in(app_dir: Path, data: Path) -> Iterator[str]:
-    """The app in `app_dir` started the README's way (its own .venv), on a free port; yields its URL."""
-    port = free_port()
-    command = [str(app_dir / ".venv" / "bin" / "streamlit"), "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port)]
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, cwd=app_dir, env={**os.environ, "CAE_DATA_DIR": str(data)}, stdout=log,
-                               stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"the app in {app_dir} did not start: {log.read()[-2000:]!r}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def open_in_new_tab(url: str, ready: str) -> float:
@@ -90,7 +53,8 @@ def main() -> None:
     apps = {"now": ROOT} | ({"before": args.before.resolve()} if args.before else {})
     for name, (path, ready) in PAGES.items():
         for label, app_dir in apps.items():
-            with server_in(app_dir, data) as url:
+            with streamlit_server(data, app_dir=app_dir) as server:
+                url = server.url
                 first = open_in_new_tab(f"{url}/{path}", ready)
                 later = [open_in_new_tab(f"{url}/{path}", ready) for _ in range(args.later)]
             verdict = "met" if max(first, statistics.median(later)) <= GOAL_SECONDS else "NOT met"

@@ -41,22 +41,22 @@ class Server:
     log: Path  # what the server printed, tracebacks included
 
 
-# The README's command, from the venv inside the clone, with only a port and headless mode added: every setting that
-# matters is in .streamlit/config.toml, where the README's command picks it up too.
-STREAMLIT = ROOT / ".venv" / "bin" / "streamlit"
-
-
-def readme_command(port: int) -> list[str]:
-    return [str(STREAMLIT), "run", "app.py", "--server.headless", "true", "--server.port", str(port)]
+def readme_command(port: int, app_dir: Path = ROOT) -> list[str]:
+    """The README's command, from the venv inside the clone, with only a port and headless mode added: every setting
+    that matters is in .streamlit/config.toml, where the README's command picks it up too."""
+    streamlit = app_dir / ".venv" / "bin" / "streamlit"
+    return [str(streamlit), "run", "app.py", "--server.headless", "true", "--server.port", str(port)]
 
 
 @contextlib.contextmanager
-def streamlit_server(data_dir: Path, *, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """The app started as the README starts it, on a free port; yields its URL and process id, stops it after."""
+def streamlit_server(data_dir: Path, *, env: dict[str, str] | None = None, app_dir: Path = ROOT) -> Iterator[Server]:
+    """The app in `app_dir` (this clone, or another to compare with) started as the README starts it, on a free
+    port; yields its URL and process id, stops it after."""
     port = free_port()
     env = {**os.environ, "CAE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
     log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
-    process = subprocess.Popen(readme_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(readme_command(port, app_dir), cwd=app_dir, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60

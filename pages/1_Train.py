@@ -11,6 +11,7 @@ import cae.ui.appenv  # noqa: F401  (first: settles torch's threads before torch
 
 # isort: split
 
+import time
 from dataclasses import replace
 from enum import StrEnum
 
@@ -175,9 +176,11 @@ def start() -> None:
     except ConfigError as error:
         st.session_state[TrainKey.MESSAGE] = f"Not started: {error}"
         return
+    kind = type_of(trainer.model_config).name.upper()
+    recorder = ui.new_recorder(f"{kind}, code {trainer.model_config.code_size}, {time.strftime('%Y-%m-%d %H:%M')}")
     runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
                             preview_seconds=SLOW_PARTS_SECONDS, queue=ui.run_queue(),
-                            owner_alive=ui.session_alive_check())
+                            owner_alive=ui.session_alive_check(), recorder=recorder)
     st.session_state[SharedKey.RUNNER] = runner
     st.session_state[SharedKey.RUN_COUNT] = st.session_state.get(SharedKey.RUN_COUNT, 0) + 1
     st.session_state[SharedKey.RUN_SAVED] = None
@@ -225,7 +228,9 @@ def live_view(log_scale: bool, channel: int, loss_name: str) -> None:
         live_panels(log_scale, channel, loss_name)
 
 
-def stop_notice(snap: RunSnapshot) -> None:
+def stop_notice(snap: RunSnapshot, runner: TrainingRunner) -> None:
+    if runner.store_problem:
+        st.warning(runner.store_problem)
     if snap.error:
         st.error(f"Training failed inside its thread: {snap.error}")
     elif snap.stop_reason is StopReason.DIVERGED:
@@ -247,7 +252,7 @@ def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
     data = ui.shared_data()
     snap = runner.snapshot()
     progress(snap)
-    stop_notice(snap)
+    stop_notice(snap, runner)
     history = snap.history
     left, right = st.columns([3, 2])
     ui.chart(train_figures.loss_chart(history.train_loss, history.val_step, history.val_mse, loss_name=loss_name,
@@ -269,7 +274,8 @@ def results() -> None:
     ckpt = st.session_state.get(SharedKey.MODELS, {}).get(label)
     if ckpt is None:
         return
-    st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**.")
+    st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**"
+               + (", and it is kept at this page's address (see the sidebar's link)." if runner_saved() else "."))
     score, pca, download = st.columns(3)
     score.metric("Held-out MSE per pixel", f"{ckpt.held_out_mse:.4f}",
                  help=f"On the {ckpt.evaluated_on}, which the model never trained on, with its final weights.")
@@ -284,6 +290,12 @@ def results() -> None:
     if wall:
         st.caption(f"Trained on {samples:,} digits in {wall:.1f} s of wall time, validation included: "
                    f"{samples / wall:,.0f} samples/s overall.")
+
+
+def runner_saved() -> bool:
+    """The current run is in the run store: created there, and no write has failed."""
+    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
+    return runner is not None and runner.run_id is not None and runner.store_problem is None
 
 
 def server_line() -> None:

@@ -135,3 +135,54 @@ def test_a_store_that_cannot_create_the_run_leaves_the_run_training(mnist, store
     run_to_end(runner)
     assert runner.state is RunState.FINISHED and runner.run_id is None
     assert "readonly database" in runner.store_problem
+
+
+def test_a_trainer_resumed_from_a_checkpoint_goes_on_exactly_as_if_it_had_never_stopped(mnist):
+    from cae.engine import checkpoint
+
+    straight = small_trainer(mnist, epochs=2)
+    while not straight.finished:
+        straight.step()
+    first = small_trainer(mnist, epochs=2)
+    for _ in range(5):  # mid-epoch: the epoch's order of digits must come back too
+        first.step()
+    saved = checkpoint.load(checkpoint.to_bytes(first.checkpoint(training_state=True)))
+    assert saved.training_state["step"] == 5
+    assert saved.without_training_state().training_state is None
+    small = replace(mnist, val_images=mnist.val_images[:200], val_labels=mnist.val_labels[:200])
+    resumed = Trainer.resumed(saved, small)
+    while not resumed.finished:
+        resumed.step()
+    assert resumed.history.train_loss == pytest.approx(straight.history.train_loss, rel=1e-5)
+    assert resumed.history.val_mse == pytest.approx(straight.history.val_mse, rel=1e-5)
+    for ours, theirs in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert (ours - theirs).abs().max().item() < 1e-5
+    with pytest.raises(ValueError, match="no training state"):
+        Trainer.resumed(saved.without_training_state(), small)
+
+
+def test_a_stopped_run_resumed_through_the_store_finishes_with_one_continuous_curve(mnist, store):
+    workspace = new_workspace_id()
+    runner = TrainingRunner(small_trainer(mnist, epochs=3), recorder=RunRecorder(store, workspace))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while runner.trainer.step_count < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runner.stop()
+    runner.join(30)
+    stopped_at = runner.trainer.step_count
+    record = store.get_run(workspace, runner.run_id)
+    assert record.state == "stopped" and record.best_checkpoint.kind == "last"
+    saved = store.load_checkpoint(workspace, runner.run_id, "last")
+    small = replace(mnist, val_images=mnist.val_images[:200], val_labels=mnist.val_labels[:200])
+    trainer = Trainer.resumed(saved, small)
+    store.reopen_run(runner.run_id, from_step=trainer.step_count)
+    again = TrainingRunner(trainer, recorder=RunRecorder(store, workspace, run_id=runner.run_id,
+                                                         wall_before=record.wall_seconds))
+    run_to_end(again)
+    record = store.get_run(workspace, runner.run_id)
+    assert record.state == "finished" and record.steps == 12 and stopped_at < 12
+    assert record.wall_seconds > again.wall_seconds  # the time before the stop counts too
+    assert store.loss_curve(workspace, runner.run_id).steps == list(range(1, 13))
+    assert [check.epoch for check in store.validations(workspace, runner.run_id)] == [1, 2, 3]
+    assert store.load_checkpoint(workspace, runner.run_id).training_state is None  # the final one: a model file

@@ -123,3 +123,48 @@ def test_a_train_page_run_is_written_to_the_store_and_offered_after_a_reload(ful
     saved = [option for option in reloaded.selectbox(key=MODEL_CHOICE).options if option.startswith(ui.SAVED_PREFIX)]
     assert saved == [f"{ui.SAVED_PREFIX}{record.name} (finished)"]
     ui.run_queue.clear()
+
+
+@pytest.mark.slow
+def test_a_stopped_run_at_the_address_resumes_from_its_checkpoint_and_finishes(full_mnist, mnist, monkeypatch):
+    from dataclasses import replace
+
+    from cae.engine.recording import RunRecorder
+    from cae.engine.runner import TrainingRunner
+    from cae.engine.train_config import TrainConfig
+    from cae.engine.trainer import StopReason, Trainer
+    from cae.models.autoencoder import ModelConfig
+
+    monkeypatch.setenv("CAE_MAX_RUNS", "2")
+    ui.run_queue.clear()
+    workspace = new_workspace_id()
+    with RunStore() as store:
+        trainer = Trainer(ModelConfig(code_size=4), TrainConfig(epochs=3, train_subset=256, batch_size=64),
+                          replace(mnist, val_images=mnist.val_images[:200], val_labels=mnist.val_labels[:200]))
+        runner = TrainingRunner(trainer, recorder=RunRecorder(store, workspace, name="cut short"))
+        runner.start()
+        deadline = time.time() + 60
+        while trainer.step_count < 5 and time.time() < deadline:
+            time.sleep(0.01)
+        with runner.reading():
+            trainer.stop(StopReason.SESSION_GONE)  # as if its tab had closed
+        runner.join(30)
+        run_id = runner.run_id
+        assert store.get_run(workspace, run_id).status.startswith("stopped: tab closed")
+    at = app(workspace)
+    at.switch_page("pages/1_Train.py").run()
+    assert any("stopped: tab closed" in text.value for text in at.markdown)
+    at.button(key=f"t_resume-{run_id}").click().run()
+    assert not at.exception
+    resumed = at.session_state[ui.SharedKey.RUNNER]
+    assert resumed.run_id == run_id and resumed.trainer.step_count >= 5
+    deadline = time.time() + 120
+    while resumed.alive and time.time() < deadline:
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception and resumed.state is RunState.FINISHED
+    with RunStore() as store:
+        record = store.get_run(workspace, run_id)
+        assert record.state == "finished" and record.steps == 12
+        assert store.loss_curve(workspace, run_id).steps == list(range(1, 13))
+    ui.run_queue.clear()

@@ -41,12 +41,13 @@ class RunRecorder:
     creating a new one."""
 
     def __init__(self, store: RunStore, workspace: str, *, name: str | None = None, run_id: str | None = None,
-                 write_seconds: float = WRITE_SECONDS, heartbeat_seconds: float = HEARTBEAT_SECONDS,
-                 clock: Callable[[], float] = time.monotonic):
+                 wall_before: float = 0.0, write_seconds: float = WRITE_SECONDS,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.workspace = workspace
         self.name = name
         self.run_id = run_id
+        self.wall_before = wall_before  # seconds the run trained before it was resumed
         self.write_seconds = write_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.clock = clock
@@ -115,7 +116,8 @@ class RunRecorder:
         history = trainer.history
         rows = step_rows(history, self._written_steps, samples_at=self._samples_at)
         checks = validation_rows(history, self._written_checks, trainer.steps_per_epoch, digits=self._digits)
-        progress = Progress.from_history(history, steps=trainer.step_count, wall_seconds=wall_seconds)
+        progress = Progress.from_history(history, steps=trainer.step_count,
+                                         wall_seconds=self.wall_before + wall_seconds)
 
         def write() -> bool:
             self.store.append_steps(self.run_id, rows, validations=checks, progress=progress, state=state)
@@ -150,7 +152,7 @@ class RunRecorder:
 
     def _checkpoint(self, trainer: Trainer, kind: str) -> None:
         epoch = max(1, -(-trainer.step_count // trainer.steps_per_epoch))
-        ckpt = trainer.checkpoint()
+        ckpt = trainer.checkpoint(training_state=kind != "final")  # epoch and last ones can be resumed from
         self._guard(lambda: self.store.add_checkpoint(self.run_id, ckpt, kind, step=trainer.step_count, epoch=epoch))
 
     def end(self, trainer: Trainer, wall_seconds: float, error: str | None = None) -> None:
@@ -164,7 +166,8 @@ class RunRecorder:
         reason = end_reason_for(trainer.stop_reason, error)
         message = error if error else _end_message(trainer)
         scores = {"held_out_mse": trainer.final_mse} if trainer.final_mse is not None else None
-        progress = Progress.from_history(trainer.history, steps=trainer.step_count, wall_seconds=wall_seconds)
+        progress = Progress.from_history(trainer.history, steps=trainer.step_count,
+                                         wall_seconds=self.wall_before + wall_seconds)
         self._guard(lambda: self.store.end_run(self.run_id, reason, message, scores=scores, progress=progress))
         self._ended = True
 

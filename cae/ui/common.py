@@ -40,7 +40,7 @@ from cae.engine.store import (
     new_workspace_id,
     runs_dir,
 )
-from cae.engine.trainer import RunState
+from cae.engine.trainer import RunState, Trainer
 from cae.models.config import Knob
 from cae.models.noise import Noise
 from cae.models.registry import type_of
@@ -205,8 +205,49 @@ def saved_checkpoint(workspace_id: str, run_id: str) -> Checkpoint:
         access = run_store()
         if access.store is None:
             raise StoreError(access.problem or "no run store")
-        loaded[run_id] = access.store.load_checkpoint(workspace_id, run_id)
+        loaded[run_id] = access.store.load_checkpoint(workspace_id, run_id).without_training_state()
     return loaded[run_id]
+
+
+RESUMABLE_REASONS = ("interrupted", "tab_closed", "user")  # ends a run can be resumed from
+RESUMABLE_KINDS = ("last", "epoch")  # checkpoints that hold a training state
+
+
+def resumable_runs(workspace_id: str) -> list[RunRecord]:
+    """The workspace's runs that stopped before their end (interrupted, tab closed, stopped) and kept a checkpoint
+    to resume from, newest first."""
+    access = run_store()
+    if access.store is None:
+        return []
+    try:
+        records = access.store.list_runs(workspace_id)
+    except StoreError:
+        return []  # the sidebar says why
+    return [record for record in records
+            if record.end_reason is not None and record.end_reason.value in RESUMABLE_REASONS
+            and any(item.kind in RESUMABLE_KINDS for item in record.checkpoints)]
+
+
+def resume_from_store(workspace_id: str, run_id: str) -> tuple[Trainer, RunRecorder]:
+    """A trainer at the run's newest resumable checkpoint (its weights, optimizer state, step and random
+    generators) and a recorder that goes on writing the same run, which the store has reopened. StoreError (or
+    ValueError) says why not."""
+    access = run_store()
+    if access.store is None:
+        raise StoreError(access.problem or "no run store")
+    store = access.store
+    record = store.get_run(workspace_id, run_id)
+    candidates = sorted((item for item in record.checkpoints if item.kind in RESUMABLE_KINDS and item.exists),
+                        key=lambda item: item.step, reverse=True)
+    if not candidates:
+        raise NoCheckpoint(f"run {record.name!r} has no checkpoint to resume from (its files are missing)")
+    ckpt = store.load_checkpoint(workspace_id, run_id, candidates[0].kind)
+    data = shared_data()
+    if ckpt.data_source != data.source:
+        raise ValueError(f"it trained on {ckpt.data_source or '?'} and this server has {data.source}")
+    trainer = Trainer.resumed(ckpt, data)
+    store.reopen_run(run_id, from_step=trainer.step_count)
+    return trainer, RunRecorder(store, workspace_id, run_id=run_id, wall_before=record.wall_seconds)
 
 
 def session_alive_check() -> Callable[[], bool]:

@@ -64,14 +64,14 @@ def run_label(record: RunRecord) -> str:
 
 def run_candidate(workspace: str, record: RunRecord) -> compare.Candidate | str:
     """A saved run as a candidate, or why it cannot be one (a missing checkpoint file)."""
+    store = ui.run_store().store
     try:
         ckpt = ui.saved_checkpoint(workspace, record.id)
         model = ckpt.build_model()
-    except (NoCheckpoint, StoreError, CheckpointError) as error:
+        curve = store.loss_curve(workspace, record.id)
+        checks = store.validations(workspace, record.id)
+    except (NoCheckpoint, StoreError, CheckpointError) as error:  # a missing file or a store gone: said, not raised
         return f"{record.name}: {error}"
-    store = ui.run_store().store
-    curve = store.loss_curve(workspace, record.id)
-    checks = store.validations(workspace, record.id)
     samples = [value or 0 for value in curve.samples]
     return compare.Candidate(run_label(record), ckpt, model,
                              compare.Curve(samples, curve.loss, [check.epoch for check in checks],

@@ -73,6 +73,7 @@ def test_a_finished_run_is_in_the_store_with_every_step_check_and_checkpoint(mni
     assert loaded.metrics["steps"] == 12 and loaded.held_out_mse == pytest.approx(trainer.final_mse)
 
 
+@pytest.mark.slow  # 40 steps and 10 epoch checks
 def test_writes_are_batched_not_one_a_step(mnist, store):
     counting = CountingStore(store)
     trainer = small_trainer(mnist, epochs=10)

@@ -14,6 +14,7 @@ from cae.views.figures.train import smooth
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
 GAP = 3  # pixels between digits
+ROW_PIXELS = 56  # screen pixels per row of digits: twice MNIST's size
 
 
 def thinned(xs: Sequence[float], ys: Sequence[float], most: int = 400) -> tuple[list, list]:
@@ -67,5 +68,5 @@ def reconstruction_rows(rows: Sequence[tuple[str, np.ndarray]], *, title: str) -
                          ticktext=[label for label, _ in rows])
     trace = dict(type="heatmap", z=canvas, zmin=0, zmax=1, colorscale=GREY, showscale=False,
                  hovertemplate="%{z:.3f}<extra></extra>")
-    return stable_figure([trace], title=dict(text=title), height=60 + 34 * len(rows) * max(1, 8 // count),
+    return stable_figure([trace], title=dict(text=title), height=45 + ROW_PIXELS * len(rows),
                          margin=dict(l=260, r=5, t=35, b=5), **axes)

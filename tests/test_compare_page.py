@@ -31,8 +31,8 @@ def saved_run(store: RunStore, workspace: str, shipped: str, name: str) -> str:
     return run_id
 
 
-def compare_page(workspace: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+def compare_page(workspace: str, *, timeout: float = 120) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
     at.query_params[ui.WORKSPACE_PARAM] = workspace
     at.run()
     at.switch_page("pages/4_Compare.py").run()
@@ -122,7 +122,7 @@ def test_ten_runs_redraw_quickly_once_scored(full_mnist):
     with RunStore() as store:
         for index in range(9):
             saved_run(store, workspace, PLAIN if index % 2 else VAE, f"run {index}")
-    at = compare_page(workspace)
+    at = compare_page(workspace, timeout=600)  # the first draw scores ten models on 10,000 digits each
     options = at.multiselect(key="c_chosen").options
     at.multiselect(key="c_chosen").set_value([option for option in options if option.startswith("run ")]
                                              + [ui.DEFAULT_LABEL]).run()

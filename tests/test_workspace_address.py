@@ -3,6 +3,7 @@ across pages; a malformed one replaced with a message; the workspace's saved run
 loaded from the run store; a missing checkpoint file said, not failed; a short Train page run written to the store.
 Every test's store is a temporary CAE_RUNS_DIR (tests/conftest.py)."""
 
+import threading
 import time
 from pathlib import Path
 
@@ -141,14 +142,17 @@ def test_a_stopped_run_at_the_address_resumes_from_its_checkpoint_and_finishes(f
     with RunStore() as store:
         trainer = Trainer(ModelConfig(code_size=4), TrainConfig(epochs=3, train_subset=256, batch_size=64),
                           replace(mnist, val_images=mnist.val_images[:200], val_labels=mnist.val_labels[:200]))
-        runner = TrainingRunner(trainer, recorder=RunRecorder(store, workspace, name="cut short"))
+        connected = threading.Event()
+        connected.set()
+        runner = TrainingRunner(trainer, recorder=RunRecorder(store, workspace, name="cut short"),
+                                owner_alive=connected.is_set, orphan_seconds=0, owner_check_seconds=0.01)
         runner.start()
         deadline = time.time() + 60
         while trainer.step_count < 5 and time.time() < deadline:
             time.sleep(0.01)
-        with runner.reading():
-            trainer.stop(StopReason.SESSION_GONE)  # as if its tab had closed
+        connected.clear()  # its tab closes
         runner.join(30)
+        assert trainer.stop_reason is StopReason.SESSION_GONE and trainer.step_count < trainer.total_steps
         run_id = runner.run_id
         assert store.get_run(workspace, run_id).status.startswith("stopped: tab closed")
     at = app(workspace)

@@ -315,6 +315,8 @@ class TrainingRunner:
         while self._readers:  # someone is waiting in reading(): let them in first
             time.sleep(0.0005)
         with self._lock:
+            if self.trainer.finished:  # stopped by a reader between the check and this step
+                return
             self.trainer.step()
             self._publish(force=self.trainer.finished)  # at the end: the final weights' reconstructions
         self._wall += time.perf_counter() - began

@@ -266,6 +266,7 @@ navigation = st.navigation([
     st.Page("pages/1_Train.py", title="Train a model", icon=":material/model_training:", url_path="Train"),
     st.Page("pages/2_How_it_works.py", title="How it works", icon=":material/account_tree:", url_path="How_it_works"),
     st.Page("pages/3_Code_space.py", title="The code space", icon=":material/scatter_plot:", url_path="Code_space"),
+    st.Page("pages/4_Compare.py", title="Compare runs", icon=":material/compare_arrows:", url_path="Compare"),
 ])
 with ui.routed():
     navigation.run()

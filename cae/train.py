@@ -2,7 +2,8 @@
 
 `--model-type cae|dae|vae` picks the model type; every field of its config and of TrainConfig is an option.
 Ctrl+C stops between steps and still saves the model. `--dry-run` trains one epoch on 512 digits: the real path in
-seconds.
+seconds. `--workspace ID` also writes the run to the run store (cae.engine.store) as it trains, in that workspace,
+where the app shows it at the workspace's address (a teacher can prepare runs for a class).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from cae.cli import add_config_options, config_from_args
 from cae.engine import checkpoint
 from cae.engine.data import DataError, load_mnist
 from cae.engine.metrics import model_mse, pca_mse
+from cae.engine.recording import RunRecorder
+from cae.engine.store import RunStore, StoreError, WorkspaceIdError, check_workspace_id
 from cae.engine.train_config import TrainConfig
 from cae.engine.trainer import StopReason, Trainer
 from cae.models.config import ConfigError
@@ -29,12 +32,19 @@ from cae.models.registry import MODEL_TYPES, model_type
 DRY_RUN_DIGITS = 512
 
 
-def train(trainer: Trainer, *, progress: bool = True) -> None:
-    """Step until finished, showing a progress bar; Ctrl+C stops the run, keeping what was learned."""
+def train(trainer: Trainer, *, progress: bool = True, recorder: RunRecorder | None = None) -> None:
+    """Step until finished, showing a progress bar; Ctrl+C stops the run, keeping what was learned. With a
+    `recorder`, the run is written to the run store as it goes, and ended there."""
     bar = tqdm(total=trainer.total_steps, unit="step", disable=not progress, dynamic_ncols=True)
+    began = time.perf_counter()
+    error = None
+    if recorder is not None:
+        recorder.begin(trainer)
     try:
         while not trainer.finished:
             result = trainer.step()
+            if recorder is not None:
+                recorder.progress(trainer, time.perf_counter() - began, state="running")
             bar.update(1)
             bar.set_postfix(epoch=result.epoch + 1, loss=f"{result.loss:.4f}",
                             samples_s=f"{trainer.history.samples_per_s:.0f}")
@@ -42,8 +52,13 @@ def train(trainer: Trainer, *, progress: bool = True) -> None:
                 bar.write(f"epoch {result.epoch + 1}: validation MSE {result.val_mse:.5f}")
     except KeyboardInterrupt:
         trainer.stop(StopReason.INTERRUPTED)
+    except Exception as failure:
+        error = f"{type(failure).__name__}: {failure}"
+        raise
     finally:
         bar.close()
+        if recorder is not None:
+            recorder.end(trainer, time.perf_counter() - began, error)
 
 
 def writable_target(out: Path) -> Path:
@@ -68,7 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="checkpoint path (default: runs/<type>-<time>.pt)")
     parser.add_argument("--dry-run", action="store_true", help=f"1 epoch on {DRY_RUN_DIGITS} digits")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--workspace", help="also write the run to the run store, in this workspace (its id: "
+                                            "`python -m cae.runs new-workspace` makes one, or the app's ?w=)")
+    parser.add_argument("--name", help="the run's name in the run store (with --workspace)")
     args = parser.parse_args(argv)
+    recorder = None
+    if args.workspace is not None:
+        try:
+            check_workspace_id(args.workspace)
+            recorder = RunRecorder(RunStore(), args.workspace, name=args.name)
+        except WorkspaceIdError as error:
+            print(f"error: --workspace: {error}", file=sys.stderr)
+            return 2
+        except StoreError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     try:
         model_config = config_from_args(model_type(args.model_type).config_class, args, option_classes=config_classes,
                                         owner=f"--model-type {args.model_type}")
@@ -84,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {data.describe()}")
     print(f"model: {model_type(args.model_type).title}: {model_config.describe()}; objective in {trainer.loss_label}")
     print(f"device: {trainer.device}; {trainer.total_steps} steps of {train_config.batch_size}")
-    train(trainer, progress=not args.no_progress)
+    train(trainer, progress=not args.no_progress, recorder=recorder)
     ckpt = trainer.checkpoint()  # a run that went to its end holds its score: the last epoch's check of every digit
     checkpoint.save(ckpt, out)  # the trained weights are safe on disk before the scoring below, which takes a while
     if ckpt.held_out_mse is None:  # stopped early: score the weights it stopped with
@@ -94,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"checkpoint": str(out), checkpoint.SCORE: ckpt.held_out_mse, "evaluated_on": ckpt.evaluated_on,
                "pca_mse": ckpt.metrics["pca_mse"], "train_seconds": round(trainer.history.train_seconds, 1),
                "samples_per_s": round(trainer.history.samples_per_s), "stop_reason": trainer.stop_message}
+    if recorder is not None:
+        summary.update(workspace=args.workspace, run_id=recorder.run_id, store_problem=recorder.problem)
+        if recorder.problem is None:
+            try:
+                recorder.store.update_scores(recorder.run_id, {checkpoint.SCORE: ckpt.held_out_mse,
+                                                               "pca_mse": ckpt.metrics["pca_mse"]})
+            except StoreError as error:
+                summary["store_problem"] = str(error)
     print(json.dumps(summary))
     return 1 if trainer.stop_reason not in (None, StopReason.INTERRUPTED) else 0
 

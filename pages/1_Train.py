@@ -11,13 +11,16 @@ import cae.ui.appenv  # noqa: F401  (first: settles torch's threads before torch
 
 # isort: split
 
+import time
 from dataclasses import replace
 from enum import StrEnum
 
 import streamlit as st
 
 from cae.engine import checkpoint
+from cae.engine.checkpoint import CheckpointError
 from cae.engine.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
+from cae.engine.store import StoreError
 from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES, TrainConfig
 from cae.engine.trainer import RunState, StopReason, Trainer
 from cae.models.autoencoder import ACTIVATIONS, CHANNELS, FLAT, ModelConfig
@@ -38,6 +41,7 @@ CODE_SIZE_SHOWN = 128
 EPOCHS_SHOWN = 50
 DROPOUT_STEP = 0.05
 PREVIEW_DIGITS = 8
+RESUMABLE_SHOWN = 5  # unfinished runs offered for Resume, newest first
 REFRESH_SECONDS = 1.0  # the progress and the loss chart
 # The filters and the reconstructions change slowly: new ones every few seconds spare the browser redrawing them
 # every second (its drawing takes CPU from the trainer on the same cores).
@@ -72,6 +76,7 @@ class TrainKey(StrEnum):
     LOG_SCALE = "t_log"  # the loss chart's view options
     CHANNEL = "t_channel"
     MESSAGE = "t_message"  # why Start did not start, shown once
+    RESUME = "t_resume"  # a Resume button of an unfinished run (its id appended)
     WAS_LIVE = "t_was_live"  # the page was drawn while a run was going: its end must redraw the page
 
 
@@ -175,13 +180,49 @@ def start() -> None:
     except ConfigError as error:
         st.session_state[TrainKey.MESSAGE] = f"Not started: {error}"
         return
+    kind = type_of(trainer.model_config).name.upper()
+    recorder = ui.new_recorder(f"{kind}, code {trainer.model_config.code_size}, {time.strftime('%Y-%m-%d %H:%M')}")
     runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
                             preview_seconds=SLOW_PARTS_SECONDS, queue=ui.run_queue(),
-                            owner_alive=ui.session_alive_check())
+                            owner_alive=ui.session_alive_check(), recorder=recorder)
     st.session_state[SharedKey.RUNNER] = runner
     st.session_state[SharedKey.RUN_COUNT] = st.session_state.get(SharedKey.RUN_COUNT, 0) + 1
     st.session_state[SharedKey.RUN_SAVED] = None
     runner.start()
+
+
+def resume_saved(run_id: str) -> None:
+    """Resume: a run of this address that stopped before its end goes on from its last checkpoint."""
+    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
+    if runner is not None and runner.alive:
+        return
+    try:
+        trainer, recorder = ui.resume_from_store(ui.workspace(), run_id)
+    except (StoreError, ValueError, CheckpointError) as error:
+        st.session_state[TrainKey.MESSAGE] = f"Not resumed: {error}"
+        return
+    runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
+                            preview_seconds=SLOW_PARTS_SECONDS, queue=ui.run_queue(),
+                            owner_alive=ui.session_alive_check(), recorder=recorder)
+    st.session_state[SharedKey.RUNNER] = runner
+    st.session_state[SharedKey.RUN_COUNT] = st.session_state.get(SharedKey.RUN_COUNT, 0) + 1
+    st.session_state[SharedKey.RUN_SAVED] = None
+    runner.start()
+
+
+def unfinished_runs(busy: bool) -> None:
+    """The runs of this address that stopped before their end, each with Resume."""
+    records = ui.resumable_runs(ui.workspace())[:RESUMABLE_SHOWN]
+    if not records:
+        return
+    with st.expander(f"Unfinished runs at this address ({len(records)})", expanded=any(
+            record.end_reason.value != "user" for record in records)):
+        for record in records:
+            text, button = st.columns([4, 1])
+            text.markdown(f"**{record.name}**: {record.status} (step {record.steps:,} of {record.total_steps:,})")
+            button.button("Resume", key=f"{TrainKey.RESUME}-{record.id}", disabled=busy, on_click=resume_saved,
+                          args=(record.id,), help="Goes on from its last checkpoint: weights, optimizer state, "
+                                                  "step and random generators; its loss curve continues.")
 
 
 def pause_or_resume() -> None:
@@ -237,7 +278,9 @@ def live_view(log_scale: bool, channel: int, loss_name: str) -> None:
         live_panels(log_scale, channel, loss_name)
 
 
-def stop_notice(snap: RunSnapshot) -> None:
+def stop_notice(snap: RunSnapshot, runner: TrainingRunner) -> None:
+    if runner.store_problem:
+        st.warning(runner.store_problem)
     if snap.error:
         st.error(f"Training failed inside its thread: {snap.error}")
     elif snap.stop_reason is StopReason.DIVERGED:
@@ -259,7 +302,7 @@ def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
     data = ui.shared_data()
     snap = runner.snapshot()
     progress(snap)
-    stop_notice(snap)
+    stop_notice(snap, runner)
     history = snap.history
     left, right = st.columns([3, 2])
     ui.chart(train_figures.loss_chart(history.train_loss, history.val_step, history.val_mse, loss_name=loss_name,
@@ -281,7 +324,8 @@ def results() -> None:
     ckpt = st.session_state.get(SharedKey.MODELS, {}).get(label)
     if ckpt is None:
         return
-    st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**.")
+    st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**"
+               + (", and it is kept at this page's address (see the sidebar's link)." if runner_saved() else "."))
     score, pca, download = st.columns(3)
     score.metric("Held-out MSE per pixel", f"{ckpt.held_out_mse:.4f}",
                  help=f"On the {ckpt.evaluated_on}, which the model never trained on, with its final weights.")
@@ -296,6 +340,12 @@ def results() -> None:
     if wall:
         st.caption(f"Trained on {samples:,} digits in {wall:.1f} s of wall time, validation included: "
                    f"{samples / wall:,.0f} samples/s overall.")
+
+
+def runner_saved() -> bool:
+    """The current run is in the run store: created there, and no write has failed."""
+    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
+    return runner is not None and runner.run_id is not None and runner.store_problem is None
 
 
 runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
@@ -314,6 +364,7 @@ buttons[3].button("Reset", key=TrainKey.RESET, disabled=runner is None, on_click
 message = st.session_state.pop(TrainKey.MESSAGE, None)
 if message:
     st.error(message)
+unfinished_runs(busy)
 # View options live outside the fragment: a widget inside it would be sent and redrawn every second.
 scale_column, channel_column = st.columns([1, 3])
 log_scale = scale_column.toggle("Log scale", key=TrainKey.LOG_SCALE, value=True)

@@ -78,6 +78,15 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)  # stable: file order kept
 
 
+@pytest.fixture(autouse=True)
+def runs_in_a_temporary_folder(tmp_path_factory, monkeypatch) -> Path:
+    """Every test's run store (CAE_RUNS_DIR) is a folder of its own: nothing writes runs into the repo, and no
+    test sees another's runs."""
+    folder = tmp_path_factory.mktemp("runs")
+    monkeypatch.setenv("CAE_RUNS_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
     """A data folder holding full MNIST, imported through `cae.engine.data.import_mnist` (md5-checked)."""
@@ -105,11 +114,13 @@ def mnist(mnist_dir):
 
 
 @pytest.fixture(scope="session")
-def app_server(mnist_dir):
+def app_server(mnist_dir, tmp_path_factory):
     """The app as the README starts it, on full MNIST, shared by the browser tests (each opens its own browser, so
     its own sessions); a closed tab's run stops after BROWSER_ORPHAN_SECONDS."""
     from cae.engine.runner import ORPHAN_SECONDS_VARIABLE
     from tests.browser import streamlit_server
 
-    with streamlit_server(mnist_dir, env={ORPHAN_SECONDS_VARIABLE: str(BROWSER_ORPHAN_SECONDS)}) as server:
+    runs = tmp_path_factory.mktemp("server-runs")
+    env = {ORPHAN_SECONDS_VARIABLE: str(BROWSER_ORPHAN_SECONDS), "CAE_RUNS_DIR": str(runs)}
+    with streamlit_server(mnist_dir, env=env) as server:
         yield server

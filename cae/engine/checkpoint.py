@@ -21,7 +21,7 @@ import io
 import os
 import platform
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,6 +62,14 @@ class Checkpoint:
     # stop_reason, wall_seconds
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
+    # For Resume, in a run store's epoch and last checkpoints only: the optimizer's state, the step count and the
+    # random generators' states (cae.engine.trainer.Trainer.training_state); None in a model file.
+    training_state: dict[str, Any] | None = None
+
+    def without_training_state(self) -> Checkpoint:
+        """The model file alone: a copy without the state that only Resume needs (the optimizer's is as large as
+        the weights twice over)."""
+        return replace(self, training_state=None)
 
     @property
     def kind(self) -> ModelType:
@@ -142,7 +150,8 @@ class Checkpoint:
                 "model_config": asdict(self.model_config),
                 "train_config": None if self.train_config is None else asdict(self.train_config),
                 "state_dict": self.state_dict, "history": self.history, "data_source": self.data_source,
-                "metrics": self.metrics, "versions": self.versions}
+                "metrics": self.metrics, "versions": self.versions,
+                **({} if self.training_state is None else {"training_state": self.training_state})}
 
 
 def to_bytes(checkpoint: Checkpoint) -> bytes:
@@ -218,11 +227,14 @@ def _checked(raw: Any) -> Checkpoint:
     state = raw.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("the weights are missing or are not tensors")
+    training_state = raw.get("training_state")
+    if training_state is not None and not isinstance(training_state, dict):
+        raise CheckpointError("its training state is not a mapping")
     checkpoint = Checkpoint(
         model_config=model_config, state_dict=state,
         train_config=train_config, history=raw.get("history") or {},
         data_source=str(raw.get("data_source") or ""), metrics=metrics,
-        versions=raw.get("versions") or {})
+        versions=raw.get("versions") or {}, training_state=training_state)
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise CheckpointError("the weights contain NaN or infinite numbers")
     checkpoint.build_model()  # the weights must fit the architecture the config describes

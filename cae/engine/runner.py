@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from cae.engine.metrics import reconstruct
+from cae.engine.recording import RunRecorder
 from cae.engine.run_queue import RunQueue
 from cae.engine.trainer import History, RunState, StopReason, Trainer
 
@@ -97,13 +98,17 @@ class TrainingRunner:
     With a `queue`, the thread trains only while it holds a place there; a paused run gives its place back. With
     `owner_alive`, asked at most every `owner_check_seconds`, the thread stops the run once that has answered
     False for `orphan_seconds`, and frees the training data: nobody is left to see the run.
+    With a `recorder` (cae.engine.recording), the thread writes the run to the run store as it goes: its steps
+    with the published snapshots (at most every second), a checkpoint at each epoch's end, a heartbeat while paused
+    or waiting, and its end; a store that fails leaves the run training, with `store_problem` saying why.
     """
 
     def __init__(self, trainer: Trainer, *, preview_images: torch.Tensor | None = None,
                  preview_seconds: float = 1.0, publish_seconds: float = 0.25, queue: RunQueue | None = None,
                  owner_alive: Callable[[], bool] | None = None, orphan_seconds: float = ORPHAN_SECONDS,
-                 owner_check_seconds: float = OWNER_CHECK_SECONDS):
+                 owner_check_seconds: float = OWNER_CHECK_SECONDS, recorder: RunRecorder | None = None):
         self.trainer = trainer
+        self.recorder = recorder
         self.preview_images = preview_images
         self.preview_seconds = preview_seconds
         self.publish_seconds = publish_seconds
@@ -154,6 +159,16 @@ class TrainingRunner:
     @property
     def wall_seconds(self) -> float:
         return self._wall
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id in the run store, once the thread has created it there (None without a store)."""
+        return None if self.recorder is None else self.recorder.run_id
+
+    @property
+    def store_problem(self) -> str | None:
+        """Why this run is not (or no longer) saved in the run store; None while it is, or without a store."""
+        return None if self.recorder is None else self.recorder.problem
 
     @property
     def runs_ahead(self) -> int:
@@ -271,8 +286,9 @@ class TrainingRunner:
         try:
             with self._lock:
                 self._publish(force=True)  # the page shows where it paused
+            self._heartbeat("paused")
             while not self._running.wait(self.owner_check_seconds) and not self._owner_gone():
-                pass
+                self._heartbeat("paused")
         finally:
             self._parked = False
 
@@ -281,22 +297,36 @@ class TrainingRunner:
         try:
             with self._lock:
                 self._publish(force=True)
-            self._has_place = self.queue.wait_for_place(
-                self, give_up=lambda: self._stop.is_set() or self._owner_gone() or not self._running.is_set())
+            self._heartbeat("waiting")
+            self._has_place = self.queue.wait_for_place(self, give_up=self._give_up_waiting)
         finally:
             self._waiting = False
+
+    def _give_up_waiting(self) -> bool:
+        self._heartbeat("waiting")
+        return self._stop.is_set() or self._owner_gone() or not self._running.is_set()
+
+    def _heartbeat(self, state: str) -> None:
+        if self.recorder is not None:
+            self.recorder.heartbeat(state)
 
     def _step(self) -> None:
         began = time.perf_counter()
         while self._readers:  # someone is waiting in reading(): let them in first
             time.sleep(0.0005)
         with self._lock:
+            if self.trainer.finished:  # stopped by a reader between the check and this step
+                return
             self.trainer.step()
             self._publish(force=self.trainer.finished)  # at the end: the final weights' reconstructions
         self._wall += time.perf_counter() - began
+        if self.recorder is not None:  # outside the lock: readers need not wait for the database
+            self.recorder.progress(self.trainer, self._wall, state="running")
 
     def _loop(self) -> None:
         try:
+            if self.recorder is not None:
+                self.recorder.begin(self.trainer, state="running" if self._has_place else "waiting")
             while not self._should_end():
                 if not self._running.is_set():
                     self._wait_paused()
@@ -308,6 +338,8 @@ class TrainingRunner:
             self.error = f"{type(error).__name__}: {error}"
         finally:
             self._give_back_place()
+            if self.recorder is not None:
+                self.recorder.end(self.trainer, self._wall, self.error)
             if self.trainer.stop_reason is StopReason.SESSION_GONE:
                 with self._lock:
                     self.trainer.release()

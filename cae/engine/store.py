@@ -1006,7 +1006,7 @@ class RunStore:
 
         loaded = self.load_checkpoint(workspace, run_id, kind)
         try:
-            return checkpoint_file.save(loaded, out)
+            return checkpoint_file.save(loaded.without_training_state(), out)  # a model file: no optimizer state
         except OSError as error:
             raise StoreError(f"cannot write {out}: {_describe_failure(error)}") from error
 

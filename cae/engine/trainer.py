@@ -226,14 +226,42 @@ class Trainer:
         return {"conv1": kernels["conv1"].detach()[:, 0].cpu().numpy().copy(),
                 "conv2": kernels["conv2"].detach().cpu().numpy().copy()}
 
-    def checkpoint(self) -> Checkpoint:
-        """The current model with its configs and history; with its score once the run has one (final_mse)."""
+    def training_state(self) -> dict[str, Any]:
+        """What Resume needs beyond the weights and the history: the step count, the optimizer's state, the random
+        generators' states and this epoch's order of digits (tensors and plain data: loadable with weights_only)."""
+        return {"step": self.step_count, "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "noise_generator": self.noise_generator.get_state(),
+                "order": self._order.cpu().clone()}
+
+    @classmethod
+    def resumed(cls, ckpt: Checkpoint, data: MnistData) -> Trainer:
+        """A trainer that goes on from a checkpoint with a training state (Checkpoint.training_state) as if it had
+        never stopped: same weights, optimizer state, step, history and random generators. ValueError without one."""
+        state = ckpt.training_state
+        if not state or ckpt.train_config is None:
+            raise ValueError("this checkpoint has no training state to resume from (a model file, not a run's)")
+        trainer = cls(ckpt.model_config, ckpt.train_config, data)
+        trainer.model.load_state_dict(ckpt.state_dict)
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.generator.set_state(state["generator"])
+        trainer.noise_generator.set_state(state["noise_generator"])
+        trainer._order = state["order"].to(trainer.device)
+        trainer.step_count = int(state["step"])
+        fields = {name: value for name, value in ckpt.history.items() if name in History.__dataclass_fields__}
+        trainer.history = History(**fields).copy()
+        trainer._last_good = [p.detach().clone() for p in trainer.model.parameters()]
+        return trainer
+
+    def checkpoint(self, *, training_state: bool = False) -> Checkpoint:
+        """The current model with its configs and history; with its score once the run has one (final_mse); with
+        `training_state`, also what Resume needs (training_state())."""
         ckpt = Checkpoint(
             model_config=self.model_config, train_config=self.config,
             state_dict={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             history=asdict(self.history), data_source=self.data_source,
             metrics={"val_mse": self.history.val_mse[-1] if self.history.val_mse else None,
                      "steps": self.step_count, "total_steps": self.total_steps, "stop_reason": self.stop_message},
+            training_state=self.training_state() if training_state else None,
         )
         if self.final_mse is not None:
             ckpt.record_score(self.final_mse, *self.held_out)

@@ -7,6 +7,7 @@ trains or uploads lives in that session's state.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -27,9 +28,19 @@ from cae.engine import checkpoint
 from cae.engine.checkpoint import Checkpoint, CheckpointError
 from cae.engine.data import MnistData, load_mnist, source_signature
 from cae.engine.metrics import model_mse, pca_mse
+from cae.engine.recording import RunRecorder
 from cae.engine.run_queue import RunQueue, default_places, places_from_environment
 from cae.engine.runner import TrainingRunner
-from cae.engine.trainer import RunState
+from cae.engine.store import (
+    NoCheckpoint,
+    RunRecord,
+    RunStore,
+    StoreError,
+    is_workspace_id,
+    new_workspace_id,
+    runs_dir,
+)
+from cae.engine.trainer import RunState, Trainer
 from cae.models.config import Knob
 from cae.models.noise import Noise
 from cae.models.registry import type_of
@@ -54,6 +65,10 @@ class SharedKey(StrEnum):
     RUN_SAVED = "run_saved"  # label under which the current run's model was added to MODELS
     DOWNLOAD = "model_download"  # the sidebar's download of the chosen session model
     REROUTED = "rerouted"  # a page of this session ran outside app.py's navigation once and was rerun through it
+    WORKSPACE = "workspace"  # this session's workspace id (also in the address as ?w=)
+    WORKSPACE_MESSAGE = "workspace_message"  # why the address's workspace was not used, shown once
+    RUN_IDS = "run_ids"  # store run ids whose model is already in MODELS (not listed again as saved)
+    SAVED = "saved_models"  # store run id -> Checkpoint loaded from the run store
 
 
 def shared_data() -> MnistData:
@@ -85,6 +100,154 @@ def run_queue() -> RunQueue:
     except ValueError as error:  # a bad CAE_MAX_RUNS: say so in the server's log and go on with the default
         print(f"CAE Explorer: {error}; using the default instead", file=sys.stderr)
         return RunQueue(default_places())
+
+
+WORKSPACE_PARAM = "w"  # the address's query key of the workspace id
+SAVED_PREFIX = "Saved: "  # the model choice's label of a run kept in the run store
+LISTED_STATES = ("finished", "stopped", "interrupted")  # runs with a model to offer
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """The process's run store, or why there is none (the app then works without saving)."""
+
+    store: RunStore | None
+    problem: str | None
+
+
+def run_store() -> StoreAccess:
+    """One RunStore per process and runs location (CAE_RUNS_DIR / CAE_RUNS_DB), opened once; at its opening the
+    runs of a server that died are marked interrupted."""
+    return _store_at(str(runs_dir()), os.environ.get("CAE_RUNS_DB") or "")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _store_at(root: str, url: str) -> StoreAccess:
+    try:
+        store = RunStore(url or None, root=root)
+        store.mark_interrupted_on_start()
+    except StoreError as error:  # the one place a store that cannot be opened is caught: the app goes on
+        print(f"CAE Explorer: {error}; runs are not saved", file=sys.stderr)
+        return StoreAccess(None, f"Runs are not saved on this server: {error}.")
+    return StoreAccess(store, None)
+
+
+def workspace() -> str:
+    """This session's workspace id, kept in the address (?w=): the address's when it is one, else the session's
+    (a page switch drops the query string), else a new one; a malformed id in the address gets a new one and a
+    message."""
+    given = st.query_params.get(WORKSPACE_PARAM)
+    kept = st.session_state.get(SharedKey.WORKSPACE)
+    if is_workspace_id(given):
+        chosen = given
+    elif given is None and kept:
+        chosen = kept
+    else:
+        chosen = new_workspace_id()
+        if given is not None:
+            shown = given if len(given) <= 40 else given[:37] + "..."
+            st.session_state[SharedKey.WORKSPACE_MESSAGE] = (
+                f"The address named workspace {shown!r}, which is not a workspace id; a new workspace was made "
+                f"for your runs.")
+    st.session_state[SharedKey.WORKSPACE] = chosen
+    if given != chosen:
+        st.query_params[WORKSPACE_PARAM] = chosen
+    return chosen
+
+
+def workspace_link(workspace_id: str) -> str:
+    """The address of this page with the workspace in it (the page's address without its query string, as the
+    browser sent it)."""
+    base = (st.context.url or "").split("?")[0] or "/"
+    return f"{base}?{WORKSPACE_PARAM}={workspace_id}"
+
+
+def new_recorder(name: str) -> RunRecorder | None:
+    """A recorder that writes a run of this session into its workspace; None when the store is not available."""
+    access = run_store()
+    if access.store is None:
+        return None
+    return RunRecorder(access.store, workspace(), name=name)
+
+
+def saved_runs(workspace_id: str) -> list[RunRecord]:
+    """The workspace's runs that have a model to offer (finished, stopped or interrupted), newest first; [] without
+    a store or when it cannot be read (the sidebar then says why)."""
+    access = run_store()
+    if access.store is None:
+        return []
+    try:
+        records = access.store.list_runs(workspace_id)
+    except StoreError as error:
+        st.session_state[SharedKey.WORKSPACE_MESSAGE] = f"Saved runs cannot be read: {error}."
+        return []
+    return [record for record in records if record.state in LISTED_STATES and record.checkpoints]
+
+
+def saved_labels(records: list[RunRecord]) -> dict[str, str]:
+    """Model-choice label -> run id for the workspace's saved runs that are not in this session's models yet."""
+    in_session = st.session_state.get(SharedKey.RUN_IDS, {})
+    labels: dict[str, str] = {}
+    for record in records:
+        if record.id in in_session:
+            continue
+        label = f"{SAVED_PREFIX}{record.name} ({record.status})"
+        if label in labels:
+            label = f"{label} [{record.id[:6]}]"
+        labels[label] = record.id
+    return labels
+
+
+def saved_checkpoint(workspace_id: str, run_id: str) -> Checkpoint:
+    """A saved run's model, loaded from the store once per session; NoCheckpoint (or StoreError) says why not."""
+    loaded = st.session_state.setdefault(SharedKey.SAVED, {})
+    if run_id not in loaded:
+        access = run_store()
+        if access.store is None:
+            raise StoreError(access.problem or "no run store")
+        loaded[run_id] = access.store.load_checkpoint(workspace_id, run_id).without_training_state()
+    return loaded[run_id]
+
+
+RESUMABLE_REASONS = ("interrupted", "tab_closed", "user")  # ends a run can be resumed from
+RESUMABLE_KINDS = ("last", "epoch")  # checkpoints that hold a training state
+
+
+def resumable_runs(workspace_id: str) -> list[RunRecord]:
+    """The workspace's runs that stopped before their end (interrupted, tab closed, stopped) and kept a checkpoint
+    to resume from, newest first."""
+    access = run_store()
+    if access.store is None:
+        return []
+    try:
+        records = access.store.list_runs(workspace_id)
+    except StoreError:
+        return []  # the sidebar says why
+    return [record for record in records
+            if record.end_reason is not None and record.end_reason.value in RESUMABLE_REASONS
+            and any(item.kind in RESUMABLE_KINDS for item in record.checkpoints)]
+
+
+def resume_from_store(workspace_id: str, run_id: str) -> tuple[Trainer, RunRecorder]:
+    """A trainer at the run's newest resumable checkpoint (its weights, optimizer state, step and random
+    generators) and a recorder that goes on writing the same run, which the store has reopened. StoreError (or
+    ValueError) says why not."""
+    access = run_store()
+    if access.store is None:
+        raise StoreError(access.problem or "no run store")
+    store = access.store
+    record = store.get_run(workspace_id, run_id)
+    candidates = sorted((item for item in record.checkpoints if item.kind in RESUMABLE_KINDS and item.exists),
+                        key=lambda item: item.step, reverse=True)
+    if not candidates:
+        raise NoCheckpoint(f"run {record.name!r} has no checkpoint to resume from (its files are missing)")
+    ckpt = store.load_checkpoint(workspace_id, run_id, candidates[0].kind)
+    data = shared_data()
+    if ckpt.data_source != data.source:
+        raise ValueError(f"it trained on {ckpt.data_source or '?'} and this server has {data.source}")
+    trainer = Trainer.resumed(ckpt, data)
+    store.reopen_run(run_id, from_step=trainer.step_count)
+    return trainer, RunRecorder(store, workspace_id, run_id=run_id, wall_before=record.wall_seconds)
 
 
 def session_alive_check() -> Callable[[], bool]:
@@ -151,6 +314,13 @@ def _load_uploaded_checkpoint() -> None:
     st.session_state[SharedKey.UPLOAD_MESSAGE] = ("success", f"Loaded {label}.")
 
 
+def _saved_model(label: str, ckpt: Checkpoint) -> nn.Module:
+    built = st.session_state.setdefault(SharedKey.BUILT, {})
+    if label not in built:
+        built[label] = ckpt.build_model()
+    return built[label]
+
+
 def _session_model(label: str) -> nn.Module:
     built = st.session_state.setdefault(SharedKey.BUILT, {})
     if label not in built:
@@ -212,6 +382,8 @@ def collect_finished_run() -> None:
     ckpt.metrics["wall_seconds"] = runner.wall_seconds
     label = add_session_model(finished_run_label(runner), ckpt)
     st.session_state[SharedKey.RUN_SAVED] = label
+    if runner.run_id is not None:  # the store's copy is this model: not offered a second time
+        st.session_state.setdefault(SharedKey.RUN_IDS, {})[runner.run_id] = label
 
 
 _router = threading.local()  # per script thread: is app.py's navigation running the page now?
@@ -244,16 +416,38 @@ def _through_the_router() -> None:
     st.rerun()
 
 
+def workspace_sidebar(workspace_id: str) -> None:
+    """Where this visitor's runs are kept, and any message about the store or the address."""
+    message = st.session_state.pop(SharedKey.WORKSPACE_MESSAGE, None)
+    if message:
+        st.warning(message)
+    access = run_store()
+    if access.problem:
+        st.warning(access.problem)
+        return
+    st.caption("Your runs are kept at this address: bookmark it (or copy the link) to come back to them, from "
+               "any browser. Anyone with the link sees them.")
+    st.code(workspace_link(workspace_id), language=None)
+
+
 def model_sidebar() -> ChosenModel:
-    """The model choice, the same on every page: the default, this session's models, or an uploaded file."""
+    """The model choice, the same on every page: the default, this session's models, the workspace's saved runs,
+    or an uploaded file."""
     _through_the_router()
+    workspace_id = workspace()
     collect_finished_run()
     models = st.session_state.setdefault(SharedKey.MODELS, {})
+    saved = saved_labels(saved_runs(workspace_id))
     with st.sidebar:
         st.header("Model")
-        label = sticky(st.selectbox, "Model to use", [*checkpoint.PRETRAINED, *models], key=SharedKey.MODEL_WIDGET,
+        options = [*checkpoint.PRETRAINED, *models, *saved]
+        if st.session_state.get(SharedKey.MODEL_WIDGET) not in (*options, None):
+            st.session_state.pop(SharedKey.MODEL_WIDGET)  # a saved run deleted or renamed meanwhile
+            st.session_state.pop(f"{SharedKey.MODEL_WIDGET}__kept", None)
+        label = sticky(st.selectbox, "Model to use", options, key=SharedKey.MODEL_WIDGET,
                        default=DEFAULT_LABEL, help="The shipped models, models trained on the Train page in "
-                                                   "this browser session, or a checkpoint you upload.")
+                                                   "this browser session, runs saved at this address, or a "
+                                                   "checkpoint you upload.")
         st.file_uploader("Load a checkpoint (.pt)", type=["pt", "pth", "ckpt"], key=SharedKey.UPLOAD,
                          on_change=_load_uploaded_checkpoint,
                          help="A file written by this app or by `python -m cae.train`. It is read safely: "
@@ -261,15 +455,24 @@ def model_sidebar() -> ChosenModel:
         message = st.session_state.pop(SharedKey.UPLOAD_MESSAGE, None)
         if message:
             getattr(st, message[0])(message[1])
+        if label in saved:
+            try:
+                ckpt = saved_checkpoint(workspace_id, saved[label])
+                model = _saved_model(label, ckpt)
+            except (NoCheckpoint, StoreError, CheckpointError) as error:  # a missing file: that run says so
+                st.warning(f"{label} cannot be used: {error}. Showing {DEFAULT_LABEL} instead.")
+                label = DEFAULT_LABEL
         if label in checkpoint.PRETRAINED:
             ckpt, model = pretrained_model(label)
-        else:
+        elif label in models:
             ckpt, model = models[label], _session_model(label)
         st.caption(ckpt.describe())
         if label in models:  # any model of this session can be kept, not only the run just finished
             st.download_button("Download this model", lambda: checkpoint.to_bytes(ckpt), key=SharedKey.DOWNLOAD,
                                file_name=f"{ckpt.model_type}-model.pt", mime="application/octet-stream",
                                on_click="ignore")
+        st.header("Your runs")
+        workspace_sidebar(workspace_id)
     return ChosenModel(label, ckpt, model)
 
 

@@ -1,0 +1,72 @@
+"""The Compare runs page's figures: loss curves overlaid against digits seen, validation MSE per epoch, and the same
+digits reconstructed by each model, one row a model. No st.* here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from cae.views.figures.base import GREY, image_axes, stable_figure
+from cae.views.figures.train import smooth
+
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]
+GAP = 3  # pixels between digits
+ROW_PIXELS = 56  # screen pixels per row of digits: twice MNIST's size
+
+
+def thinned(xs: Sequence[float], ys: Sequence[float], most: int = 400) -> tuple[list, list]:
+    """At most `most` evenly spaced points of a curve, its last point kept."""
+    if len(xs) <= most:
+        return list(xs), list(ys)
+    picks = np.unique(np.linspace(0, len(xs) - 1, most).round().astype(int))
+    return [xs[i] for i in picks], [ys[i] for i in picks]
+
+
+def loss_curves(curves: Sequence[tuple[str, Sequence[int], Sequence[float]]], *, log_scale: bool = True) -> go.Figure:
+    """Each model's training loss (smoothed as TensorBoard does) against the digits it had trained on."""
+    traces = []
+    for index, (label, samples, loss) in enumerate(curves):
+        if not loss:
+            continue
+        xs, ys = thinned(list(samples), list(smooth(loss)))
+        traces.append(dict(type="scatter", mode="lines", name=label, x=xs, y=ys,
+                           line=dict(color=COLOURS[index % len(COLOURS)], width=2),
+                           hovertemplate=f"{label}<br>%{{x:,}} digits: %{{y:.4f}}<extra></extra>"))
+    return stable_figure(traces, title=dict(text="Training loss against digits seen (smoothed)"), height=360,
+                         margin=dict(l=60, r=10, t=40, b=45), legend=dict(orientation="h", y=-0.25),
+                         xaxis=dict(title=dict(text="digits trained on"), type="log"),
+                         yaxis=dict(title=dict(text="loss"), type="log" if log_scale else "linear"))
+
+
+def validation_curves(curves: Sequence[tuple[str, Sequence[int], Sequence[float]]]) -> go.Figure:
+    """Each model's validation MSE per pixel at the end of each epoch."""
+    traces = [dict(type="scatter", mode="lines+markers", name=label, x=list(epochs), y=list(values),
+                   line=dict(color=COLOURS[index % len(COLOURS)], width=2),
+                   hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>")
+              for index, (label, epochs, values) in enumerate(curves) if values]
+    return stable_figure(traces, title=dict(text="Validation MSE per pixel per epoch"), height=320,
+                         margin=dict(l=60, r=10, t=40, b=45), legend=dict(orientation="h", y=-0.3),
+                         xaxis=dict(title=dict(text="epoch"), dtick=1), yaxis=dict(title=dict(text="MSE per pixel")))
+
+
+def reconstruction_rows(rows: Sequence[tuple[str, np.ndarray]], *, title: str) -> go.Figure:
+    """Rows of (N, 28, 28) digits, one row a model (the originals first), each row named on the left."""
+    count = max(len(images) for _, images in rows)
+    width = count * (28 + GAP) - GAP
+    height = len(rows) * (28 + GAP) - GAP
+    canvas = np.full((height, width), np.nan, np.float32)
+    for row, (_, images) in enumerate(rows):
+        for column, image in enumerate(images):
+            top, left = row * (28 + GAP), column * (28 + GAP)
+            canvas[top:top + 28, left:left + 28] = image
+    axes = image_axes(height, width)
+    axes["yaxis"].update(visible=True, showgrid=False, zeroline=False, ticks="",
+                         tickvals=[row * (28 + GAP) + 13.5 for row in range(len(rows))],
+                         ticktext=[label for label, _ in rows])
+    trace = dict(type="heatmap", z=canvas, zmin=0, zmax=1, colorscale=GREY, showscale=False,
+                 hovertemplate="%{z:.3f}<extra></extra>")
+    return stable_figure([trace], title=dict(text=title), height=45 + ROW_PIXELS * len(rows),
+                         margin=dict(l=260, r=5, t=35, b=5), **axes)

@@ -167,7 +167,7 @@ def picked_digit(chosen: ui.ChosenModel, grid_area) -> np.ndarray | None:
 def worst_indices(chosen: ui.ChosenModel, labels, digit: int | None) -> np.ndarray:
     """The pool's worst-reconstructed digits, scored once per model and pool in this session."""
     cache = st.session_state.setdefault(HomeKey.POOL_MSE, {})
-    key = (chosen.label, id(chosen.model), digit)
+    key = (chosen.label, id(chosen.model), digit, ui.shared_data().source)  # the data can change: an import
     if key not in cache:
         pool = explore.choose_samples(labels, digit=digit, count=len(labels))
         images = ui.shared_data().val_images

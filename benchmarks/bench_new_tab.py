@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="another clone to measure in the same run, interleaved")
     parser.add_argument("--later", type=int, default=5, help="later visitors per page (after the first)")
     args = parser.parse_args()
+    if args.later < 1:
+        parser.error("--later needs at least 1 visitor")
     data = data_dir().resolve()
     print(f"data: {load_mnist(data).describe()}; goal: main content within {GOAL_SECONDS} s in a new tab")
     apps = {"now": ROOT} | ({"before": args.before.resolve()} if args.before else {})

@@ -49,7 +49,7 @@ def train(trainer: Trainer, *, progress: bool = True, recorder: RunRecorder | No
             bar.set_postfix(epoch=result.epoch + 1, loss=f"{result.loss:.4f}",
                             samples_s=f"{trainer.history.samples_per_s:.0f}")
             if result.val_mse is not None:
-                bar.write(f"epoch {result.epoch + 1}: validation MSE {result.val_mse:.5f}")
+                bar.write(f"epoch {result.epoch + 1}: held-out MSE {result.val_mse:.5f}")
     except KeyboardInterrupt:
         trainer.stop(StopReason.INTERRUPTED)
     except Exception as failure:

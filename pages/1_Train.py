@@ -122,7 +122,7 @@ def training_settings(disabled: bool, type_name: str) -> None:
     else:
         sticky(st.selectbox, "Loss", list(LOSSES), key=TrainKey.LOSS, default=defaults.loss, disabled=disabled,
                format_func=LOSSES.get,
-               help="What training minimises. The chart's validation line is always MSE per pixel.")
+               help="What training minimises. The chart's held-out line is always MSE per pixel.")
     sticky(st.selectbox, "Optimizer", list(OPTIMIZERS), key=TrainKey.OPTIMIZER, default=defaults.optimizer,
            disabled=disabled,
            format_func=lambda name: OPTIMIZERS[name] + (f" {defaults.momentum:g}" if name == "sgd" else ""))

@@ -3,7 +3,8 @@ clicked digit with its nearest codes, interpolation between two digits, and a sl
 
 A model whose code has 2 numbers needs no projection: its code plane is shown as it is, beside the decoder's
 manifold (a grid of decoded codes), and a click anywhere on the plane decodes that point. The computing is in
-cae/latent.py and cae/latent_maps.py; each map is made once per model and server and shared by every visitor.
+cae/views/latent.py and cae/views/latent_maps.py; each map is made once per model and server and shared by every
+visitor.
 """
 
 from __future__ import annotations

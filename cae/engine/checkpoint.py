@@ -242,7 +242,7 @@ def _checked(raw: Any) -> Checkpoint:
 
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"  # cae/pretrained: the shipped models
-DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"  # each made by the command in README.md
+DEFAULT_CHECKPOINT = PRETRAINED_DIR / "default.pt"  # each made by the command in docs/benchmarks.md
 # The shipped models, by the label the sidebar shows; the first is the default.
 PRETRAINED = {
     "Pretrained default": DEFAULT_CHECKPOINT,

@@ -1,7 +1,7 @@
 """The trainer's settings (TrainConfig) and the small pure helpers that read them.
 
 Apart from the trainer so that checkpoints can validate a stored TrainConfig without importing the trainer
-(`checkpoint.py` and `training.py` once imported each other).
+(`checkpoint.py` and `trainer.py` once imported each other).
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ class PageDefaults:
     train: TrainConfig
 
 
-# Chosen by measurement so that a first run beats PCA within 30 s on either data source (README, "Defaults that
-# teach"). The first epochs check 1,000 validation digits; the last checks them all, and that check is the run's
-# score (cae.engine.trainer). benchmarks/bench_browser.py times the same run.
+# Chosen by measurement so that a first run beats PCA within 30 s on either data source (docs/benchmarks.md,
+# "The Train page's defaults"). The first epochs check 1,000 validation digits; the last checks them all, and that
+# check is the run's score (cae.engine.trainer). benchmarks/bench_browser.py times the same run.
 PAGE_DEFAULTS = PageDefaults(
     model=ModelConfig(),
     train=TrainConfig(epochs=4, batch_size=64, learning_rate=3e-3, schedule="constant", train_subset=5000,

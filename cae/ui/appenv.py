@@ -2,8 +2,8 @@
 
 1. torch's OpenMP threads (GNU libgomp) busy-wait for a long while after each parallel region; in the app the server
    shares the machine with the browser, and that spinning takes CPU the browser needs to show the result. A short
-   spin keeps training speed (OMP_WAIT_POLICY=PASSIVE does not; figures in the README). libgomp reads the setting
-   once, when torch loads it, so it is set before torch is imported.
+   spin keeps training speed (OMP_WAIT_POLICY=PASSIVE does not; figures in docs/benchmarks.md). libgomp reads the
+   setting once, when torch loads it, so it is set before torch is imported.
 2. Every heavy module the pages use is imported here, at module level. Streamlit runs each visitor's script in a
    thread of its own; on a cold server two of them importing torchvision at once failed with "partially
    initialized module" or `_DeadlockError`. Python holds a module's import lock until the module has run, so the

@@ -259,10 +259,14 @@ def session_alive_check() -> Callable[[], bool]:
     return lambda: runtime.is_active_session(session_id)
 
 
+def shared_pca_mse(components: int) -> float:
+    """PCA's MSE with as many components, on the digits in use now: computed once per data and size."""
+    return _pca_mse_for(source_signature(), components)
+
+
 @st.cache_resource(show_spinner="Fitting PCA for comparison ...")
-def shared_pca_mse(source: str, components: int) -> float:
-    data = shared_data()
-    assert data.source == source  # the key names the data it was computed on
+def _pca_mse_for(signature: tuple, components: int) -> float:
+    data = _data_for(signature)  # the digits the key names, whatever the data folder holds by now
     return pca_mse(data.train_images, data.val_images, components)
 
 
@@ -372,7 +376,7 @@ def collect_finished_run() -> None:
     components = ckpt.model_config.code_size
     subset = ckpt.train_config.train_subset
     if not subset or subset >= len(data.train_images):
-        ckpt.metrics["pca_mse"] = shared_pca_mse(data.source, components)
+        ckpt.metrics["pca_mse"] = shared_pca_mse(components)
     elif train_images is not None:
         ckpt.metrics["pca_mse"] = pca_mse(train_images, data.val_images, components)
     else:

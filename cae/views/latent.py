@@ -1,11 +1,8 @@
 """The code space: codes of a data set, 2-D maps of them, neighbours, interpolation and decoded grids.
 
 What "The code space" page computes, as pure functions (no Streamlit): the page draws, this module counts. The
-nonlinear map (t-SNE) and its background jobs live in cae/latent_maps.py; this module holds what is cheap.
-
-    python -m cae.latent [CHECKPOINT] --method pca|tsne --out MAP.npy [--dry-run]
-
-writes the (N, 2) map coordinates of the validation digits in their order and prints one JSON line.
+nonlinear map (t-SNE) and its background jobs live in cae/views/latent_maps.py; this module holds what is cheap.
+The command line over both is `python -m cae.latent` (cae/latent.py).
 """
 
 from __future__ import annotations
@@ -91,7 +88,8 @@ def fit_pca(codes: np.ndarray) -> LinearMap:
     size = codes.shape[1]
     if size <= 2:
         axes = np.eye(size, 2)  # a 1-number code lies on the x axis
-        return LinearMap("plane", read_only(codes @ axes).astype(np.float32), np.zeros(size), axes, 1.0)
+        return LinearMap("plane", read_only((codes @ axes).astype(np.float32)), read_only(np.zeros(size)),
+                         read_only(axes), 1.0)
     mean = codes.mean(0)
     _, singular, rows = np.linalg.svd(codes - mean, full_matrices=False)
     axes = rows[:2].T  # (D, 2)

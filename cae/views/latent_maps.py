@@ -1,6 +1,6 @@
 """The nonlinear map of the codes (t-SNE, by openTSNE), placing new codes on it, and the server's map jobs.
 
-Why t-SNE by openTSNE (measured, figures in README.md): on the default model's 10,000 codes its map keeps the
+Why t-SNE by openTSNE (measured, figures in docs/benchmarks.md): on the default model's 10,000 codes its map keeps the
 codes' neighbourhoods as well as the 32-number codes themselves (5-NN accuracy), and its FFT gradients scale
 linearly in the number of digits, with half its default steps enough (see below).
 
@@ -33,7 +33,7 @@ from cae.engine.run_queue import RunQueue, default_places
 
 PERPLEXITY = 30  # openTSNE's default
 # Half openTSNE's default steps (250 + 500): the same 5-NN accuracy on 10,000 codes at well under half the CPU
-# time (measured; README.md).
+# time (measured; docs/benchmarks.md).
 EXAGGERATION_STEPS = 125
 PLAIN_STEPS = 250
 REPORT_EVERY = 25  # steps between progress reports (each also publishes the map so far)

@@ -17,8 +17,7 @@ ERROR = "Reds"
 DIVERGING = "RdBu_r"  # kernels: blue negative, red positive, white at zero
 GRID_PAD = 2
 # The charts are drawn without Streamlit's theme (see stable_figure): text and rules in a grey that reads on its light
-# and
-# dark themes alike (the theme's own grey for chart text), on a transparent background, in the app's font.
+# and dark themes alike (the theme's own grey for chart text), on a transparent background, in the app's font.
 INK = "#808495"
 RULE = "rgba(128, 132, 149, 0.3)"
 CLEAR = "rgba(0,0,0,0)"

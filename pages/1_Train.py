@@ -324,8 +324,8 @@ def results() -> None:
     ckpt = st.session_state.get(SharedKey.MODELS, {}).get(label)
     if ckpt is None:
         return
-    st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**"
-               + (", and it is kept at this page's address (see the sidebar's link)." if runner_saved() else "."))
+    st.success(f"The model of this run is in the sidebar's model choice on every page as **{label}**."
+               + (" It is kept at this page's address (see the sidebar's link)." if runner_saved() else ""))
     score, pca, download = st.columns(3)
     score.metric("Held-out MSE per pixel", f"{ckpt.held_out_mse:.4f}",
                  help=f"On the {ckpt.evaluated_on}, which the model never trained on, with its final weights.")

@@ -108,6 +108,22 @@ def button(page, name: str):
     return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name=name, exact=True)
 
 
+def choose(page, label: str, option: str, timeout: float = 30.0) -> None:
+    """Pick `option` in the selectbox labelled `label`. A rerun that lands while its list is open redraws the
+    widget and closes the list (the page's first runs, or the sidebar growing): open it again until the option can
+    be clicked, within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=3_000)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
+
+
 def canvas_box(page) -> dict:
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for(state="visible", timeout=60_000)

@@ -11,6 +11,7 @@ from tests.browser import (
     SEVEN,
     ZERO,
     button,
+    choose,
     chromium,
     clear_canvas,
     draw,
@@ -84,12 +85,6 @@ def test_train_stop_and_use_the_model_on_the_home_page(page):
     assert 0 < metric_value(page) < 0.3
     wait_images_loaded(page)
     screenshot(page, "trained-model-on-home.png")
-
-
-def choose(page, label: str, option: str) -> None:
-    """Pick an option of the selectbox whose label is `label`."""
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def test_train_a_denoiser_on_the_page_then_denoise_a_drawn_digit(page):

@@ -9,6 +9,7 @@ from tests.browser import (
     SEVEN,
     ZERO,
     button,
+    choose,
     chromium,
     clear_canvas,
     draw,
@@ -22,11 +23,6 @@ from tests.browser import (
 CHART_DATA = """part => { const el = [...document.querySelectorAll('.js-plotly-plot')].find(e =>
     String(e.layout?.title?.text || '').includes(part));
     return el && el._fullData?.length ? JSON.stringify(el.data[0].z) : null; }"""
-
-
-def choose(page, label: str, option: str) -> None:
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 @pytest.fixture

@@ -45,15 +45,14 @@ class CompareKey(StrEnum):
 
 
 @st.cache_data(show_spinner="Scoring on the held-out digits ...", max_entries=256)
-def cached_scores(key: str, _model: nn.Module) -> dict[str, float]:
-    """A model's scores, once per `key` (a run's id and last change, a shipped model's label)."""
+def cached_scores(key: str, source: str, _model: nn.Module) -> dict[str, float]:
+    """A model's scores, once per `key` (a run's id and last change, a shipped model's label) and data source."""
     return compare.model_scores(_model, ui.shared_data().val_images)
 
 
 @st.cache_resource(show_spinner="Fitting PCA ...", max_entries=8)
 def cached_pca(source: str, components: int):
-    data = ui.shared_data()
-    assert data.source == source  # the key names the data it was fitted on
+    data = ui.shared_data()  # the data `source` names (the key changes when an import changes the data)
     basis = compare.pca_basis(data.train_images, components)
     return basis, compare.pca_scores(*basis, data.val_images)
 
@@ -89,7 +88,7 @@ def shipped_candidate(label: str) -> compare.Candidate:
 def scores_of(candidate: compare.Candidate, key: str) -> dict[str, float]:
     if candidate.model is None:
         return cached_pca(ui.shared_data().source, candidate.pca_components)[1]
-    return cached_scores(key, candidate.model)
+    return cached_scores(key, ui.shared_data().source, candidate.model)
 
 
 def table(candidates: list[compare.Candidate], keys: list[str]) -> None:

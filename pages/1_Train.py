@@ -182,6 +182,11 @@ def start() -> None:
         return
     kind = type_of(trainer.model_config).name.upper()
     recorder = ui.new_recorder(f"{kind}, code {trainer.model_config.code_size}, {time.strftime('%Y-%m-%d %H:%M')}")
+    run_in_background(trainer, recorder)
+
+
+def run_in_background(trainer: Trainer, recorder) -> None:
+    """This session's run: the trainer in its thread, in the server's queue, saved by `recorder`."""
     runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
                             preview_seconds=SLOW_PARTS_SECONDS, queue=ui.run_queue(),
                             owner_alive=ui.session_alive_check(), recorder=recorder)
@@ -201,13 +206,7 @@ def resume_saved(run_id: str) -> None:
     except (StoreError, ValueError, CheckpointError) as error:
         st.session_state[TrainKey.MESSAGE] = f"Not resumed: {error}"
         return
-    runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
-                            preview_seconds=SLOW_PARTS_SECONDS, queue=ui.run_queue(),
-                            owner_alive=ui.session_alive_check(), recorder=recorder)
-    st.session_state[SharedKey.RUNNER] = runner
-    st.session_state[SharedKey.RUN_COUNT] = st.session_state.get(SharedKey.RUN_COUNT, 0) + 1
-    st.session_state[SharedKey.RUN_SAVED] = None
-    runner.start()
+    run_in_background(trainer, recorder)
 
 
 def unfinished_runs(busy: bool) -> None:

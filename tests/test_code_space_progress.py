@@ -4,7 +4,6 @@ finished map. The t-SNE job is faked (cae.views.latent_maps.fit_in_child), its s
 
 import json
 import threading
-import time
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from cae.engine import checkpoint
 from cae.models.autoencoder import ConvAutoencoder, ModelConfig
 from cae.ui import common as ui
 from cae.views.latent_maps import TsneMap
+from tests.apptest import until
 from tests.conftest import ROOT
 
 PAGE = "pages/3_Code_space.py"
@@ -65,16 +65,6 @@ def chart_title(at) -> str:
 def points(at) -> int:
     chart = next(element for element in map_area(at) if element.type == "plotly_chart")
     return sum(len(trace.get("x") or []) for trace in json.loads(chart.proto.spec)["data"])
-
-
-def until(at, condition, seconds: float = 60) -> None:
-    """Rerun the page until condition() holds (each run runs the progress fragment once)."""
-    deadline = time.time() + seconds
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.1)
-        at.run()
-        assert not at.exception
 
 
 def test_the_map_area_keeps_its_height_from_the_first_refresh_to_the_finished_map(page, monkeypatch):

@@ -4,7 +4,6 @@ on the real WebGL map in Chromium."""
 import json
 import re
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from cae.models.autoencoder import ConvAutoencoder, ModelConfig
 from cae.ui import common as ui
 from cae.views import latent
 from cae.views.latent_maps import TsneMap
+from tests.apptest import until
 from tests.conftest import ROOT
 
 PAGE = "pages/3_Code_space.py"
@@ -56,16 +56,6 @@ def click(at, key: str, *, index: int | None = None, x: float = 0.0, y: float = 
     at.session_state[key] = {"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}}
     at.run()
     assert not at.exception
-
-
-def until(at, condition, seconds: float = 60) -> None:
-    """Rerun the page until condition() holds (the fragment's timer does not tick in AppTest)."""
-    deadline = time.time() + seconds
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.1)
-        at.run()
-        assert not at.exception
 
 
 def use_model(at, label: str, model: torch.nn.Module) -> None:

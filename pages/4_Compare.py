@@ -19,6 +19,7 @@ from torch import nn
 
 from cae.engine import checkpoint
 from cae.engine.checkpoint import CheckpointError
+from cae.engine.metrics import COMPARISON_DIGITS
 from cae.engine.store import NoCheckpoint, RunRecord, StoreError
 from cae.ui import common as ui
 from cae.views import compare
@@ -34,9 +35,11 @@ class CompareKey(StrEnum):
     PCA = "c_pca"
     PCA_SIZE = "c_pca_size"
     LOG_SCALE = "c_log"
+    TERMS = "c_terms"
     MANAGED = "c_managed"
     NEW_NAME = "c_new_name"
     RENAME = "c_rename"
+    DOWNLOAD = "c_download"
     DELETE = "c_delete"
     CONFIRM = "c_confirm"
     CANCEL = "c_cancel"
@@ -45,20 +48,20 @@ class CompareKey(StrEnum):
 
 
 @st.cache_data(show_spinner="Scoring on the held-out digits ...", max_entries=256)
-def cached_scores(key: str, source: str, _model: nn.Module) -> dict[str, float]:
+def cached_scores(key: str, source: str, _model: nn.Module, held_out_mse: float | None) -> dict[str, float]:
     """A model's scores, once per `key` (a run's id and last change, a shipped model's label) and data source."""
-    return compare.model_scores(_model, ui.shared_data().val_images)
+    return compare.model_scores(_model, ui.shared_data().val_images, held_out_mse=held_out_mse)
 
 
-@st.cache_resource(show_spinner="Fitting PCA ...", max_entries=8)
+@st.cache_resource(show_spinner="Fitting PCA ...", max_entries=2)
+def cached_pca_eigen(source: str) -> tuple:
+    return compare.pca_eigen(ui.shared_data().train_images)  # the data `source` names (its key changes with it)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
 def cached_pca(source: str, components: int):
-    data = ui.shared_data()  # the data `source` names (the key changes when an import changes the data)
-    basis = compare.pca_basis(data.train_images, components)
-    return basis, compare.pca_scores(*basis, data.val_images)
-
-
-def run_label(record: RunRecord) -> str:
-    return f"{record.name} ({record.status}) [{record.id[:6]}]"
+    basis = compare.pca_basis(cached_pca_eigen(source), components)
+    return basis, compare.pca_scores(*basis, ui.shared_data().val_images)
 
 
 def run_candidate(workspace: str, record: RunRecord) -> compare.Candidate | str:
@@ -72,10 +75,13 @@ def run_candidate(workspace: str, record: RunRecord) -> compare.Candidate | str:
     except (NoCheckpoint, StoreError, CheckpointError) as error:  # a missing file or a store gone: said, not raised
         return f"{record.name}: {error}"
     samples = [value or 0 for value in curve.samples]
-    return compare.Candidate(run_label(record), ckpt, model,
+    shown = record.best_checkpoint
+    scores = compare.stored_scores(model, record.scores, data_source=ui.shared_data().source,
+                                   step=shown.step if shown is not None else -1)
+    return compare.Candidate(compare.run_label(record), ckpt, model,
                              compare.Curve(samples, curve.loss, [check.epoch for check in checks],
-                                           [check.val_mse for check in checks]),
-                             steps=record.steps, wall_seconds=record.wall_seconds)
+                                           [check.val_mse for check in checks], curve.terms),
+                             steps=record.steps, wall_seconds=record.wall_seconds, scores=scores)
 
 
 def shipped_candidate(label: str) -> compare.Candidate:
@@ -86,9 +92,16 @@ def shipped_candidate(label: str) -> compare.Candidate:
 
 
 def scores_of(candidate: compare.Candidate, key: str) -> dict[str, float]:
+    """The candidate's table scores: as stored with its run, else measured once per process (a shipped model's
+    held-out MSE comes from its checkpoint when that was measured on the data in use)."""
+    if candidate.scores is not None:
+        return candidate.scores
+    source = ui.shared_data().source
     if candidate.model is None:
-        return cached_pca(ui.shared_data().source, candidate.pca_components)[1]
-    return cached_scores(key, ui.shared_data().source, candidate.model)
+        return cached_pca(source, candidate.pca_components)[1]
+    ckpt = candidate.checkpoint
+    known_mse = ckpt.metrics.get("held_out_mse") if ckpt.data_source == source else None
+    return cached_scores(key, source, candidate.model, known_mse)
 
 
 def table(candidates: list[compare.Candidate], keys: list[str]) -> None:
@@ -100,16 +113,32 @@ def table(candidates: list[compare.Candidate], keys: list[str]) -> None:
                  if name not in ("steps", "wall time (s)")]
     styled = frame.style.map(lambda _: HIGHLIGHT, subset=differing) if differing else frame
     st.dataframe(styled, key="compare-table")
-    st.caption("Highlighted: the settings that are not the same for every row. Scores on the "
-               f"{len(ui.shared_data().val_images):,} held-out digits; PSNR of each output from those digits with "
-               "Gaussian noise of sigma 0.5 (the same noise for every model; higher is better).")
+    held_out = len(ui.shared_data().val_images)
+    st.caption(f"Highlighted: the settings that are not the same for every row. Held-out MSE on the {held_out:,} "
+               f"held-out digits (lower is better); the other scores on the first "
+               f"{min(held_out, COMPARISON_DIGITS):,} of them: the PSNR of each output from those digits with "
+               "Gaussian noise of sigma 0.5 (the same noise for every model; higher is better), and the scores a "
+               "model's type declares.")
+
+
+def loss_chart(candidates: list[compare.Candidate], log_scale: bool) -> None:
+    """The loss curves overlaid, with the objective's terms a reader chooses (a variational model reports two)."""
+    curves = [candidate.curve for candidate in candidates if candidate.curve is not None]
+    names = compare.term_names(curves)
+    chosen = st.multiselect("Loss terms", names, default=[compare.TOTAL], key=CompareKey.TERMS,
+                            help="The objective's total, and each term it reports (a variational model's "
+                                 "reconstruction and KL divergence); a term is a dashed line of its model's colour.")
+    series = [compare_figures.LossSeries(candidate.label if name == compare.TOTAL else f"{candidate.label}: {name}",
+                                         candidate.curve.samples, values, model_index, names.index(name))
+              for model_index, candidate in enumerate(candidates) if candidate.curve is not None
+              for name in chosen if (values := candidate.curve.series(name)) is not None]
+    ui.chart(compare_figures.loss_curves(series, log_scale=log_scale), key="compare-loss")
 
 
 def figures(candidates: list[compare.Candidate], log_scale: bool) -> None:
     with_curves = [candidate for candidate in candidates if candidate.curve is not None]
     if with_curves:
-        ui.chart(compare_figures.loss_curves([(c.label, c.curve.samples, c.curve.loss) for c in with_curves],
-                                             log_scale=log_scale), key="compare-loss")
+        loss_chart(candidates, log_scale)
         ui.chart(compare_figures.validation_curves([(c.label, c.curve.val_epoch, c.curve.val_mse)
                                                     for c in with_curves]), key="compare-val")
     data = ui.shared_data()
@@ -129,15 +158,28 @@ def figures(candidates: list[compare.Candidate], log_scale: bool) -> None:
     ui.chart(compare_figures.reconstruction_rows(rows, title="Your digit through each model"), key="compare-yours")
 
 
+def download_button(workspace: str, record: RunRecord, where) -> None:
+    """The run's model as a checkpoint file (its weights, configs and history; no optimizer state), or why not."""
+    try:
+        ckpt = ui.saved_checkpoint(workspace, record.id)
+    except StoreError as error:  # NoCheckpoint included: a missing file is said, not raised
+        where.caption(f"No model to download: {error}")
+        return
+    where.download_button("Download", checkpoint.to_bytes(ckpt), file_name=f"{record.id}.pt",
+                          mime="application/octet-stream", key=CompareKey.DOWNLOAD,
+                          help="The run's model as a checkpoint file: choose it on any page's sidebar upload, or "
+                               "load it with `python -m cae.evaluate`.")
+
+
 def manage(workspace: str, records: list[RunRecord]) -> None:
-    """Rename or delete one of the workspace's runs (a deletion asks to be confirmed)."""
+    """Rename, download or delete one of the workspace's runs (a deletion asks to be confirmed)."""
     store = ui.run_store().store
-    by_label = {run_label(record): record for record in records}
-    with st.expander("Rename or delete a run"):
+    by_label = {compare.run_label(record): record for record in records}
+    with st.expander("Rename, download or delete a run"):
         label = st.selectbox("Run", list(by_label), key=CompareKey.MANAGED)
         record = by_label[label]
         st.text_input("New name", value=record.name, key=CompareKey.NEW_NAME, max_chars=200)
-        rename, delete = st.columns(2)
+        rename, delete, download = st.columns(3)
         if rename.button("Rename", key=CompareKey.RENAME):
             try:
                 store.rename_run(workspace, record.id, st.session_state[CompareKey.NEW_NAME])
@@ -145,6 +187,7 @@ def manage(workspace: str, records: list[RunRecord]) -> None:
             except (ValueError, StoreError) as error:
                 st.session_state[CompareKey.MESSAGE] = f"Not renamed: {error}"
             st.rerun()
+        download_button(workspace, record, download)
         if delete.button("Delete", key=CompareKey.DELETE, disabled=record.live):
             st.session_state[CompareKey.DELETING] = record.id
         if st.session_state.get(CompareKey.DELETING) == record.id:
@@ -176,7 +219,7 @@ if access.store is not None:
         records = [record for record in access.store.list_runs(workspace) if record.state in ui.LISTED_STATES]
     except StoreError as error:
         st.warning(f"Saved runs cannot be read: {error}.")
-runs = {run_label(record): record for record in records}
+runs = {compare.run_label(record): record for record in records}
 options = [*runs, *checkpoint.PRETRAINED]
 default = [*list(runs)[:3], ui.DEFAULT_LABEL][:MOST_CHOSEN]
 chosen = st.multiselect("Models to compare", options, default=default, key=CompareKey.CHOSEN,

@@ -7,12 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from cae.engine.recording import RunRecorder
+from cae.engine.metrics import COMPARISON_PSNR, comparison_scores
+from cae.engine.recording import COMPARISON_SCORES, RunRecorder
 from cae.engine.runner import TrainingRunner
 from cae.engine.store import EndReason, RunStore, StoreError, new_workspace_id
 from cae.engine.train_config import TrainConfig
 from cae.engine.trainer import RunState, Trainer
 from cae.models.autoencoder import ModelConfig
+from cae.models.registry import MODEL_TYPES
 
 
 @pytest.fixture
@@ -71,6 +73,32 @@ def test_a_finished_run_is_in_the_store_with_every_step_check_and_checkpoint(mni
     assert kinds == [("epoch", 1), ("epoch", 2), ("final", 3)]
     loaded = store.load_checkpoint(workspace, runner.run_id)
     assert loaded.metrics["steps"] == 12 and loaded.held_out_mse == pytest.approx(trainer.final_mse)
+
+
+def test_a_run_ends_with_its_comparison_scores_measured_on_its_final_weights(mnist, store):
+    """The Compare page reads these instead of scoring every run it shows."""
+    workspace = new_workspace_id()
+    runner = TrainingRunner(small_trainer(mnist, epochs=1), recorder=RunRecorder(store, workspace))
+    run_to_end(runner)
+    trainer = runner.trainer
+    stored = store.get_run(workspace, runner.run_id).scores[COMPARISON_SCORES]
+    final = store.load_checkpoint(workspace, runner.run_id).build_model()
+    expected = comparison_scores(final, mnist.val_images[:200])
+    assert stored["digits"] == 200 and stored["step"] == trainer.total_steps
+    assert stored["data_source"] == mnist.source
+    assert stored[COMPARISON_PSNR] == pytest.approx(expected[COMPARISON_PSNR], rel=1e-5)
+    assert 0 < stored[COMPARISON_PSNR] < 40
+
+
+@pytest.mark.parametrize("kind", [kind for kind in MODEL_TYPES.values() if kind.scores], ids=lambda kind: kind.name)
+def test_a_run_stores_the_scores_its_type_declares(mnist, store, kind):
+    workspace = new_workspace_id()
+    small = replace(mnist, val_images=mnist.val_images[:200], val_labels=mnist.val_labels[:200])
+    trainer = Trainer(kind.config_class(code_size=4), TrainConfig(epochs=1, train_subset=128, batch_size=64), small)
+    runner = TrainingRunner(trainer, recorder=RunRecorder(store, workspace))
+    run_to_end(runner)
+    stored = store.get_run(workspace, runner.run_id).scores[COMPARISON_SCORES]
+    assert all(key in stored and stored[key] > 0 for key in [score.key for score in kind.scores])
 
 
 @pytest.mark.slow  # 40 steps and 10 epoch checks

@@ -10,11 +10,14 @@ page), and the run goes on in memory.
 
 from __future__ import annotations
 
+import copy
+import math
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from cae.engine.metrics import COMPARISON_DIGITS, comparison_scores
 from cae.engine.store import (
     NewRun,
     Progress,
@@ -30,6 +33,9 @@ from cae.models.registry import type_of
 
 WRITE_SECONDS = 1.0  # at most one write of loss points a second
 HEARTBEAT_SECONDS = 20.0  # a paused or waiting run says it is alive (mark_interrupted_on_start waits 120 s)
+# The key of a run's scores that holds its comparison scores (cae.engine.metrics.comparison_scores) with the digits
+# and data source they were measured on: the Compare page reads them instead of scoring every run it shows.
+COMPARISON_SCORES = "comparison"
 
 _T = TypeVar("_T")
 
@@ -165,11 +171,26 @@ class RunRecorder:
             self._checkpoint(trainer, "final" if trainer.stop_reason is None else "last")
         reason = end_reason_for(trainer.stop_reason, error)
         message = error if error else _end_message(trainer)
-        scores = {"held_out_mse": trainer.final_mse} if trainer.final_mse is not None else None
+        scores = _end_scores(trainer) if error is None else None
         progress = Progress.from_history(trainer.history, steps=trainer.step_count,
                                          wall_seconds=self.wall_before + wall_seconds)
         self._guard(lambda: self.store.end_run(self.run_id, reason, message, scores=scores, progress=progress))
         self._ended = True
+
+
+def _end_scores(trainer: Trainer) -> dict[str, Any] | None:
+    """The held-out MSE of the final weights (when the trainer measured it) and the comparison scores of the model
+    the run ends with; non-finite values (a diverged run) are left out."""
+    scores: dict[str, Any] = {}
+    if trainer.final_mse is not None and math.isfinite(trainer.final_mse):
+        scores["held_out_mse"] = trainer.final_mse
+    if trainer.step_count > 0 and trainer.all_val_images is not None:
+        model = copy.deepcopy(trainer.model)  # a page may be reading the trainer's own model (its mode) meanwhile
+        measured = {key: value for key, value in comparison_scores(model, trainer.all_val_images).items()
+                    if math.isfinite(value)}
+        scores[COMPARISON_SCORES] = {"digits": min(len(trainer.all_val_images), COMPARISON_DIGITS),
+                                     "data_source": trainer.data_source, "step": trainer.step_count, **measured}
+    return scores or None
 
 
 def _end_message(trainer: Trainer) -> str | None:

@@ -13,13 +13,22 @@ import torch
 from torch import nn
 
 from cae.engine.checkpoint import Checkpoint
-from cae.engine.metrics import as_batch, declared_scores, denoising_psnr, model_mse, reconstruct
-from cae.engine.store import samples_by_step
-from cae.models.noise import Noise
+from cae.engine.metrics import (
+    COMPARISON_DIGITS,
+    COMPARISON_NOISE,
+    COMPARISON_PSNR,
+    EVAL_BATCH,
+    as_batch,
+    comparison_scores,
+    model_mse,
+    reconstruct,
+)
+from cae.engine.recording import COMPARISON_SCORES
+from cae.engine.store import RunRecord, samples_by_step
 
-COMPARE_NOISE = Noise("gaussian", 0.5)  # every model's PSNR is measured from the same corruption
 MSE_COLUMN = "Held-out MSE"
 PSNR_COLUMN = "PSNR at sigma 0.5 (dB)"
+TOTAL = "total"  # the loss curves' name for the objective's total (the terms go by their own names)
 FULL_EPOCH = 60_000  # MNIST's training digits: an epoch of a run that trained on all of them
 
 
@@ -31,6 +40,11 @@ class Curve:
     loss: list[float]
     val_epoch: list[int] = field(default_factory=list)
     val_mse: list[float] = field(default_factory=list)
+    terms: dict[str, list[float | None]] = field(default_factory=dict)  # each term the objective reports, per point
+
+    def series(self, name: str) -> list[float | None] | None:
+        """The total loss (TOTAL) or one of its terms; None when this curve has no such term."""
+        return self.loss if name == TOTAL else self.terms.get(name)
 
 
 @dataclass(frozen=True)
@@ -44,14 +58,32 @@ class Candidate:
     steps: int | None = None
     wall_seconds: float | None = None
     pca_components: int | None = None
+    scores: dict[str, float] | None = None  # its table scores by column, when known without scoring it here
 
 
-def pca_basis(train_images: torch.Tensor, components: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean (784,), basis (784, k)) of PCA fitted on the training digits."""
+def run_label(record: RunRecord) -> str:
+    """A saved run as the page names it: its name, where it stands, and the start of its id (names may repeat)."""
+    return f"{record.name} ({record.status}) [{record.id[:6]}]"
+
+
+def term_names(curves: list[Curve]) -> list[str]:
+    """TOTAL and every term any of the curves reports, in the order first met."""
+    return [TOTAL, *dict.fromkeys(name for curve in curves for name in curve.terms)]
+
+
+def pca_eigen(train_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (784,), eigenvectors (784, 784) in ascending order of variance) of the training digits: every PCA
+    size is a slice of these, so a new size costs nothing once they are known."""
     train = as_batch(train_images).flatten(1).double()
     mean = train.mean(0)
     centred = train - mean
-    _, vectors = torch.linalg.eigh(centred.T @ centred)  # eigenvalues ascending: the last are the largest
+    _, vectors = torch.linalg.eigh(centred.T @ centred)
+    return mean, vectors
+
+
+def pca_basis(eigen: tuple[torch.Tensor, torch.Tensor], components: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (784,), basis (784, k)) of PCA with `components` components, from pca_eigen's result."""
+    mean, vectors = eigen
     return mean, vectors[:, -components:]
 
 
@@ -62,23 +94,45 @@ def pca_reconstruct(mean: torch.Tensor, basis: torch.Tensor, images: torch.Tenso
     return out.reshape(-1, 28, 28).float().numpy()
 
 
-def model_scores(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
-    """Held-out MSE, the PSNR of the output from digits with Gaussian noise of sigma 0.5, and the scores the model's
-    type declares (cae.models.contract.Score), by column name."""
-    scores = {MSE_COLUMN: model_mse(model, images), PSNR_COLUMN: denoising_psnr(model, images, COMPARE_NOISE)[1]}
-    labels = {score.key: f"{score.label} ({score.unit})" for score in model.SCORES}
-    scores.update({labels[key]: value for key, value in declared_scores(model, images).items()})
-    return scores
+def score_columns(model: nn.Module, held_out_mse: float, comparison: dict[str, Any]) -> dict[str, float]:
+    """The table's scores by column name: the held-out MSE, the PSNR at sigma 0.5 and the scores the model's type
+    declares (cae.models.contract.Score), from their keys in `comparison` (cae.engine.metrics.comparison_scores)."""
+    columns = {MSE_COLUMN: held_out_mse, PSNR_COLUMN: comparison[COMPARISON_PSNR]}
+    columns.update({f"{score.label} ({score.unit})": comparison[score.key] for score in model.SCORES
+                    if score.key in comparison})
+    return columns
+
+
+def model_scores(model: nn.Module, images: torch.Tensor, *, held_out_mse: float | None = None) -> dict[str, float]:
+    """A model's table scores measured now (a shipped model, a run saved before runs were scored as they ended):
+    the held-out MSE over all `images` unless it is known, the rest on the first COMPARISON_DIGITS."""
+    if held_out_mse is None:
+        held_out_mse = model_mse(model, images)
+    return score_columns(model, held_out_mse, comparison_scores(model, images))
+
+
+def stored_scores(model: nn.Module, scores: dict[str, Any], *, data_source: str,
+                  step: int) -> dict[str, float] | None:
+    """A run's table scores from what it stored as it ended (cae.engine.recording), if they were measured on the
+    data in use now and on the weights of `step` (the checkpoint shown); None when they must be measured here."""
+    comparison = scores.get(COMPARISON_SCORES)
+    if not isinstance(comparison, dict) or comparison.get("data_source") != data_source \
+            or comparison.get("step") != step or "held_out_mse" not in scores or COMPARISON_PSNR not in comparison:
+        return None
+    return score_columns(model, scores["held_out_mse"], comparison)
 
 
 def pca_scores(mean: torch.Tensor, basis: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
-    """PCA's held-out MSE and its PSNR from the same noisy digits as the models'."""
+    """PCA's held-out MSE over all `images`, and its PSNR from the same noisy digits as the models' (the first
+    COMPARISON_DIGITS, the same noise)."""
     clean = as_batch(images).squeeze(1).numpy()
-    generator = torch.Generator().manual_seed(0)
-    noisy = COMPARE_NOISE.apply(as_batch(images), generator).squeeze(1)
-    output = pca_reconstruct(mean, basis, noisy)
-    noisy_mse = float(np.mean((output.astype(np.float64) - clean) ** 2))
     plain = pca_reconstruct(mean, basis, images)
+    scored = as_batch(images[:COMPARISON_DIGITS])
+    generator = torch.Generator().manual_seed(0)  # drawn batch by batch as denoising_psnr does: the models' noise
+    noisy = torch.cat([COMPARISON_NOISE.apply(scored[start:start + EVAL_BATCH], generator)
+                       for start in range(0, len(scored), EVAL_BATCH)]).squeeze(1)
+    output = pca_reconstruct(mean, basis, noisy)
+    noisy_mse = float(np.mean((output.astype(np.float64) - scored.squeeze(1).numpy()) ** 2))
     return {MSE_COLUMN: float(np.mean((plain.astype(np.float64) - clean) ** 2)),
             PSNR_COLUMN: float(10 * np.log10(1 / max(noisy_mse, 1e-12)))}
 
@@ -93,8 +147,9 @@ def curve_from_history(ckpt: Checkpoint) -> Curve | None:
     samples_at = samples_by_step(epoch_size, config.batch_size)
     steps_per_epoch = -(-epoch_size // config.batch_size)
     val_steps = list(history.get("val_step") or [])
+    terms = {name: list(values) for name, values in (history.get("terms") or {}).items()}
     return Curve([samples_at(step) for step in range(1, len(losses) + 1)], losses,
-                 [-(-step // steps_per_epoch) for step in val_steps], list(history.get("val_mse") or []))
+                 [-(-step // steps_per_epoch) for step in val_steps], list(history.get("val_mse") or []), terms)
 
 
 def parameters(model: nn.Module) -> int:

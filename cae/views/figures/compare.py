@@ -4,12 +4,13 @@ digits reconstructed by each model, one row a model. No st.* here."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 
 from cae.views.figures.base import GREY, image_axes, stable_figure
-from cae.views.figures.train import smooth
+from cae.views.figures.train import smooth, value_axis
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
@@ -25,20 +26,41 @@ def thinned(xs: Sequence[float], ys: Sequence[float], most: int = 400) -> tuple[
     return [xs[i] for i in picks], [ys[i] for i in picks]
 
 
-def loss_curves(curves: Sequence[tuple[str, Sequence[int], Sequence[float]]], *, log_scale: bool = True) -> go.Figure:
-    """Each model's training loss (smoothed as TensorBoard does) against the digits it had trained on."""
-    traces = []
-    for index, (label, samples, loss) in enumerate(curves):
-        if not loss:
+@dataclass(frozen=True)
+class LossSeries:
+    """One line of the loss chart: a model's total loss or one of its objective's terms, against digits seen."""
+
+    label: str
+    samples: Sequence[int]
+    values: Sequence[float | None]  # None where the term was not recorded
+    model_index: int  # the model's colour
+    term_index: int = 0  # 0 for the total (a solid line); terms get dashes of their own
+
+
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash"]
+
+
+def loss_curves(series: Sequence[LossSeries], *, log_scale: bool = True) -> go.Figure:
+    """Each model's training loss (smoothed as TensorBoard does), and the terms chosen, against the digits it had
+    trained on; a log axis gets ticks that read at a glance (cae.views.figures.train.value_axis)."""
+    traces, shown_values, shown_samples = [], [], []
+    for line in series:
+        points = [(x, y) for x, y in zip(line.samples, line.values) if y is not None and x > 0]
+        if not points:
             continue
-        xs, ys = thinned(list(samples), list(smooth(loss)))
-        traces.append(dict(type="scatter", mode="lines", name=label, x=xs, y=ys,
-                           line=dict(color=COLOURS[index % len(COLOURS)], width=2),
-                           hovertemplate=f"{label}<br>%{{x:,}} digits: %{{y:.4f}}<extra></extra>"))
-    return stable_figure(traces, title=dict(text="Training loss against digits seen (smoothed)"), height=360,
+        xs, ys = thinned([x for x, _ in points], list(smooth([y for _, y in points])))
+        shown_values += ys
+        shown_samples += xs
+        traces.append(dict(type="scatter", mode="lines", name=line.label, x=xs, y=ys,
+                           line=dict(color=COLOURS[line.model_index % len(COLOURS)], width=2,
+                                     dash=DASHES[line.term_index % len(DASHES)]),
+                           hovertemplate=f"{line.label}<br>%{{x:,}} digits: %{{y:.4g}}<extra></extra>"))
+    return stable_figure(traces, title=dict(text="Training loss against digits seen (smoothed)"), height=380,
                          margin=dict(l=60, r=10, t=40, b=45), legend=dict(orientation="h", y=-0.25),
-                         xaxis=dict(title=dict(text="digits trained on"), type="log"),
-                         yaxis=dict(title=dict(text="loss"), type="log" if log_scale else "linear"))
+                         xaxis=dict(title=dict(text="digits trained on"), type="log",
+                                    **value_axis(shown_samples, log_scale=True)),
+                         yaxis=dict(title=dict(text="loss"), type="log" if log_scale else "linear",
+                                    **value_axis(shown_values, log_scale)))
 
 
 def validation_curves(curves: Sequence[tuple[str, Sequence[int], Sequence[float]]]) -> go.Figure:

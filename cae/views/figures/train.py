@@ -64,13 +64,13 @@ def loss_chart(train_loss: Sequence[float], val_step: Sequence[int], val_mse: Se
     extra = {}
     if terms:  # an objective in nats per digit and an MSE per pixel need axes of their own
         term_values = [v for values in terms.values() for v in values]
-        yaxis.update(_value_axis([*train_loss, *term_values], log_scale))
+        yaxis.update(value_axis([*train_loss, *term_values], log_scale))
         extra["yaxis2"] = dict(title=dict(text="held-out MSE"), type=scale, overlaying="y", side="right",
-                               showgrid=False, **_value_axis([*val_mse, pca_mse], log_scale))
+                               showgrid=False, **value_axis([*val_mse, pca_mse], log_scale))
         if pca_mse is not None:
             shapes[0]["yref"] = notes[0]["yref"] = "y2"
     else:
-        yaxis.update(_value_axis([*train_loss, *val_mse, pca_mse], log_scale))
+        yaxis.update(value_axis([*train_loss, *val_mse, pca_mse], log_scale))
     if train_loss or val_step:  # explicit ranges (see stable_figure)
         xaxis["range"] = [0, max(total_steps or 0, len(train_loss), max(val_step, default=0)) + 1]
     if train_loss:
@@ -133,7 +133,7 @@ def tick_labels(values: Sequence[float]) -> list[str]:
     return [_number(v, 8) for v in values]
 
 
-def _value_axis(values: Sequence[float | None], log_scale: bool) -> dict:
+def value_axis(values: Sequence[float | None], log_scale: bool) -> dict:
     """An explicit range around the finite positive values, with readable ticks on a log axis ({} with none)."""
     axis_range = _value_range(values, log_scale)
     if axis_range is None:

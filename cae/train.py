@@ -15,12 +15,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from cae.cli import add_config_options, config_from_args
 from cae.engine import checkpoint
-from cae.engine.data import DataError, load_mnist
+from cae.engine.data import DataError, MnistData, load_mnist
 from cae.engine.metrics import model_mse, pca_mse
 from cae.engine.recording import RunRecorder
 from cae.engine.store import RunStore, StoreError, WorkspaceIdError, check_workspace_id
@@ -73,37 +74,79 @@ def writable_target(out: Path) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cae.train", description=__doc__.split("\n\n")[0])
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The model type, every field of its config and of TrainConfig, and the run's options (shared with cae.sweep)."""
     parser.add_argument("--model-type", choices=list(MODEL_TYPES), default="cae",
                         help="; ".join(f"{kind.name}: {kind.title}" for kind in MODEL_TYPES.values()))
-    config_classes = [kind.config_class for kind in MODEL_TYPES.values()]
-    add_config_options(parser, config_classes, "model")
+    add_config_options(parser, CONFIG_CLASSES, "model")
     add_config_options(parser, [TrainConfig], "training")
-    parser.add_argument("--out", type=Path, help="checkpoint path (default: runs/<type>-<time>.pt)")
     parser.add_argument("--dry-run", action="store_true", help=f"1 epoch on {DRY_RUN_DIGITS} digits")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--workspace", help="also write the run to the run store, in this workspace (its id: "
                                             "`python -m cae.runs new-workspace` makes one, or the app's ?w=)")
+
+
+CONFIG_CLASSES = [kind.config_class for kind in MODEL_TYPES.values()]
+
+
+def configs_from(args: argparse.Namespace) -> tuple[Any, TrainConfig]:
+    """The model and training configs the options describe; ConfigError says what is wrong."""
+    model_config = config_from_args(model_type(args.model_type).config_class, args, option_classes=CONFIG_CLASSES,
+                                    owner=f"--model-type {args.model_type}")
+    train_config = config_from_args(TrainConfig, args)
+    if args.dry_run:
+        train_config = replace(train_config, epochs=1, train_subset=DRY_RUN_DIGITS)
+    return model_config, train_config
+
+
+def recorder_for(workspace: str | None, name: str | None) -> RunRecorder | None:
+    """A recorder into the workspace (None without one); WorkspaceIdError or StoreError says why not."""
+    if workspace is None:
+        return None
+    check_workspace_id(workspace)
+    return RunRecorder(RunStore(), workspace, name=name)
+
+
+def train_and_save(trainer: Trainer, data: MnistData, out: Path, *, recorder: RunRecorder | None,
+                   progress: bool) -> dict[str, Any]:
+    """Train to the end (or Ctrl+C), save the checkpoint with its scores at `out`, and say how it went."""
+    train(trainer, progress=progress, recorder=recorder)
+    ckpt = trainer.checkpoint()  # a run that went to its end holds its score: the last epoch's check of every digit
+    checkpoint.save(ckpt, out)  # the trained weights are safe on disk before the scoring below, which takes a while
+    if ckpt.held_out_mse is None:  # stopped early: score the weights it stopped with
+        ckpt.record_score(model_mse(trainer.model, data.val_images), len(data.val_images), data.val_name)
+    ckpt.metrics["pca_mse"] = pca_mse(data.train_images, data.val_images, trainer.model_config.code_size)
+    checkpoint.save(ckpt, out)
+    summary = {"checkpoint": str(out), checkpoint.SCORE: ckpt.held_out_mse, "evaluated_on": ckpt.evaluated_on,
+               "pca_mse": ckpt.metrics["pca_mse"], "train_seconds": round(trainer.history.train_seconds, 1),
+               "samples_per_s": round(trainer.history.samples_per_s), "stop_reason": trainer.stop_message}
+    if recorder is not None:
+        summary.update(workspace=recorder.workspace, run_id=recorder.run_id, store_problem=recorder.problem)
+        if recorder.problem is None:
+            try:
+                recorder.store.update_scores(recorder.run_id, {checkpoint.SCORE: ckpt.held_out_mse,
+                                                               "pca_mse": ckpt.metrics["pca_mse"]})
+            except StoreError as error:
+                summary["store_problem"] = str(error)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cae.train", description=__doc__.split("\n\n")[0])
+    add_training_options(parser)
+    parser.add_argument("--out", type=Path, help="checkpoint path (default: runs/<type>-<time>.pt)")
     parser.add_argument("--name", help="the run's name in the run store (with --workspace)")
     args = parser.parse_args(argv)
-    recorder = None
-    if args.workspace is not None:
-        try:
-            check_workspace_id(args.workspace)
-            recorder = RunRecorder(RunStore(), args.workspace, name=args.name)
-        except WorkspaceIdError as error:
-            print(f"error: --workspace: {error}", file=sys.stderr)
-            return 2
-        except StoreError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
     try:
-        model_config = config_from_args(model_type(args.model_type).config_class, args, option_classes=config_classes,
-                                        owner=f"--model-type {args.model_type}")
-        train_config = config_from_args(TrainConfig, args)
-        if args.dry_run:
-            train_config = replace(train_config, epochs=1, train_subset=DRY_RUN_DIGITS)
+        recorder = recorder_for(args.workspace, args.name)
+    except WorkspaceIdError as error:
+        print(f"error: --workspace: {error}", file=sys.stderr)
+        return 2
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        model_config, train_config = configs_from(args)
         out = writable_target(args.out or Path("runs") / f"{args.model_type}-{time.strftime('%Y%m%d-%H%M%S')}.pt")
         data = load_mnist()
         trainer = Trainer(model_config, train_config, data)
@@ -113,24 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {data.describe()}")
     print(f"model: {model_type(args.model_type).title}: {model_config.describe()}; objective in {trainer.loss_label}")
     print(f"device: {trainer.device}; {trainer.total_steps} steps of {train_config.batch_size}")
-    train(trainer, progress=not args.no_progress, recorder=recorder)
-    ckpt = trainer.checkpoint()  # a run that went to its end holds its score: the last epoch's check of every digit
-    checkpoint.save(ckpt, out)  # the trained weights are safe on disk before the scoring below, which takes a while
-    if ckpt.held_out_mse is None:  # stopped early: score the weights it stopped with
-        ckpt.record_score(model_mse(trainer.model, data.val_images), len(data.val_images), data.val_name)
-    ckpt.metrics["pca_mse"] = pca_mse(data.train_images, data.val_images, model_config.code_size)
-    checkpoint.save(ckpt, out)
-    summary = {"checkpoint": str(out), checkpoint.SCORE: ckpt.held_out_mse, "evaluated_on": ckpt.evaluated_on,
-               "pca_mse": ckpt.metrics["pca_mse"], "train_seconds": round(trainer.history.train_seconds, 1),
-               "samples_per_s": round(trainer.history.samples_per_s), "stop_reason": trainer.stop_message}
-    if recorder is not None:
-        summary.update(workspace=args.workspace, run_id=recorder.run_id, store_problem=recorder.problem)
-        if recorder.problem is None:
-            try:
-                recorder.store.update_scores(recorder.run_id, {checkpoint.SCORE: ckpt.held_out_mse,
-                                                               "pca_mse": ckpt.metrics["pca_mse"]})
-            except StoreError as error:
-                summary["store_problem"] = str(error)
+    summary = train_and_save(trainer, data, out, recorder=recorder, progress=not args.no_progress)
     print(json.dumps(summary))
     return 1 if trainer.stop_reason not in (None, StopReason.INTERRUPTED) else 0
 

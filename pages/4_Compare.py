@@ -28,6 +28,7 @@ from cae.views.figures import compare as compare_figures
 DIGITS_SHOWN = 8
 MOST_CHOSEN = 10
 HIGHLIGHT = "background-color: rgba(255, 196, 0, 0.35)"
+CODE_SIZE = "code_size"  # the setting whose sweep gets PCA beside it (ModelConfig.code_size)
 
 
 class CompareKey(StrEnum):
@@ -119,6 +120,25 @@ def table(candidates: list[compare.Candidate], keys: list[str]) -> None:
                f"{min(held_out, COMPARISON_DIGITS):,} of them: the PSNR of each output from those digits with "
                "Gaussian noise of sigma 0.5 (the same noise for every model; higher is better), and the scores a "
                "model's type declares.")
+
+
+def sweep_chart(candidates: list[compare.Candidate], keys: list[str]) -> None:
+    """When the chosen runs differ in one setting only: their score against it (with PCA at the same sizes for a
+    code-size sweep: the bottleneck curve)."""
+    sweep = compare.sweep_of(candidates)
+    if sweep is None:
+        return
+    models = [(candidate, key) for candidate, key in zip(candidates, keys) if candidate.checkpoint is not None]
+    runs = [(candidate.label, value, scores_of(candidate, key)[compare.MSE_COLUMN])
+            for (candidate, key), value in zip(models, sweep.values)]
+    pca = []
+    if sweep.setting == CODE_SIZE and sweep.numeric:
+        source = ui.shared_data().source
+        pca = [(size, cached_pca(source, size)[1][compare.MSE_COLUMN]) for size in sorted(set(sweep.values))]
+    ui.chart(compare_figures.sweep_chart(sweep.setting, runs, log_x=sweep.log_scale, pca=pca), key="compare-sweep")
+    st.caption(f"The models chosen differ in {sweep.setting} only, so this is a sweep of it"
+               + (": the bottleneck curve, an autoencoder against PCA keeping as many numbers per digit."
+                  if pca else "."))
 
 
 def loss_chart(candidates: list[compare.Candidate], log_scale: bool) -> None:
@@ -251,6 +271,7 @@ if not candidates:
     st.info("Pick models to compare above.")
 else:
     table(candidates, keys)
+    sweep_chart(candidates, keys)
     figures(candidates, log_scale)
 if records and access.store is not None:
     manage(workspace, records)

@@ -189,6 +189,42 @@ def differing_columns(rows: list[dict[str, Any]]) -> list[str]:
     return [name for name in names if len({repr(row.get(name)) for row in rows}) > 1]
 
 
+NOT_SETTINGS = ("steps", "wall time (s)", "parameters")  # outcomes of a run, not what it was asked to do
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Models that differ in one setting only: that setting and each model's value of it, in the models' order."""
+
+    setting: str
+    values: list[Any]
+
+    @property
+    def numeric(self) -> bool:
+        return all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in self.values)
+
+    @property
+    def log_scale(self) -> bool:
+        """A log axis when the values are positive numbers spread over more than a factor of 8 (code sizes,
+        learning rates, batch sizes)."""
+        return self.numeric and min(self.values) > 0 and max(self.values) >= 8 * min(self.values)
+
+
+def sweep_of(candidates: list[Candidate]) -> Sweep | None:
+    """The one setting the chosen models (two or more; PCA aside) differ in, however they were made (a sweep, or
+    runs trained by hand), or None. A setting only some types have (a VAE's beta) does not count against a sweep of
+    the model type."""
+    models = [candidate for candidate in candidates if candidate.checkpoint is not None]
+    if len(models) < 2:
+        return None
+    rows = settings_rows(models)
+    differing = [name for name in differing_columns(rows)
+                 if name not in NOT_SETTINGS and all(name in row for row in rows)]
+    if len(differing) != 1:
+        return None
+    return Sweep(differing[0], [row[differing[0]] for row in rows])
+
+
 def reconstructions(candidate: Candidate, images: torch.Tensor | np.ndarray,
                     pca: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
     """(N, 28, 28) outputs of the candidate for these digits (PCA needs its fitted `pca` basis)."""

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cae.views.figures.base import GREY, image_axes, stable_figure
-from cae.views.figures.train import smooth, value_axis
+from cae.views.figures.train import smooth, tick_labels, value_axis
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
@@ -92,3 +92,31 @@ def reconstruction_rows(rows: Sequence[tuple[str, np.ndarray]], *, title: str) -
                  hovertemplate="%{z:.3f}<extra></extra>")
     return stable_figure([trace], title=dict(text=title), height=45 + ROW_PIXELS * len(rows),
                          margin=dict(l=260, r=5, t=35, b=5), **axes)
+
+
+def sweep_chart(setting: str, runs: Sequence[tuple[str, object, float]], *, log_x: bool,
+                pca: Sequence[tuple[int, float]] = ()) -> go.Figure:
+    """Each run's held-out MSE against its value of the swept setting (runs: label, value, MSE), and PCA's at the
+    same code sizes beside them for a code-size sweep: the bottleneck curve."""
+    ordered = sorted(runs, key=lambda run: run[1]) if all(isinstance(run[1], (int, float)) for run in runs) \
+        else list(runs)
+    traces = [dict(type="scatter", mode="lines+markers", name="autoencoder runs",
+                   x=[value if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+                      for _, value, _ in ordered],
+                   y=[mse for _, _, mse in ordered], text=[label for label, _, _ in ordered],
+                   line=dict(color=COLOURS[0], width=2), marker=dict(size=9),
+                   hovertemplate="%{text}<br>" + setting + " %{x}: MSE %{y:.4f}<extra></extra>")]
+    if pca:
+        traces.append(dict(type="scatter", mode="lines+markers", name="PCA, as many components",
+                           x=[size for size, _ in pca], y=[mse for _, mse in pca],
+                           line=dict(color=COLOURS[1], width=2, dash="dash"), marker=dict(size=7),
+                           hovertemplate="PCA, %{x} components: MSE %{y:.4f}<extra></extra>"))
+    values = [mse for *_, mse in runs] + [mse for _, mse in pca]
+    xaxis = dict(title=dict(text=setting))
+    if log_x:
+        ticks = sorted({value for _, value, _ in runs} | {size for size, _ in pca})  # the values swept, by name
+        xaxis.update(type="log", tickmode="array", tickvals=ticks, ticktext=tick_labels(ticks))
+    return stable_figure(traces, title=dict(text=f"Held-out MSE against {setting}"), height=340,
+                         margin=dict(l=60, r=10, t=40, b=45), legend=dict(orientation="h", y=-0.3), xaxis=xaxis,
+                         yaxis=dict(title=dict(text="held-out MSE per pixel"), type="log",
+                                    **value_axis(values, log_scale=True)))

@@ -21,6 +21,7 @@ from cae.engine import preprocess
 from cae.models.contract import Prior
 from cae.models.noise import AMOUNT_KNOB, KIND_KNOB, Noise
 from cae.ui import common as ui
+from cae.ui.pen_up import send_on_pen_up
 from cae.views import explore
 from cae.views.figures import home as home_figures
 
@@ -94,6 +95,7 @@ def draw_and_reconstruct(chosen: ui.ChosenModel, noise: Noise | None, prior: Pri
                             width=CANVAS_SIZE, height=CANVAS_SIZE, drawing_mode="freedraw",
                             return_image_data=True, key=canvas_key())
         st.button("Clear", on_click=clear_canvas, key="clear_canvas")
+        send_on_pen_up()  # the stroke goes when the pen lifts, not after the canvas's own 200 ms
     pixels = drawing.image_data
     image = None if pixels is None else preprocess.to_model_input(pixels)
     if image is not None:

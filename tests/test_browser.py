@@ -38,9 +38,15 @@ def metric_value(page) -> float:
     return float(page.locator('[data-testid="stMetricValue"]').first.inner_text())
 
 
+def pen_up_sends(page) -> int:
+    """Strokes the app's pen-up script sent at once (cae/ui/pen_up.py), instead of after the canvas's own 200 ms."""
+    return page.evaluate("() => window.caePenUp ? window.caePenUp.sends : -1")
+
+
 def test_drawing_with_the_mouse_shows_the_reconstruction(page):
     draw(page, SEVEN)
     wait_for_reconstruction(page)
+    assert pen_up_sends(page) == len(SEVEN)  # every stroke went when the pen lifted
     assert 0 < metric_value(page) < 0.2
     wait_for_plot(page, "The code: 32 numbers")
     assert all(c["plots"] == 1 for c in plot_counts(page))  # the digit panels and the code: plotted once each
@@ -51,6 +57,7 @@ def test_drawing_with_the_mouse_shows_the_reconstruction(page):
     assert page.locator('[data-testid="stMetricValue"]').count() == 0
     draw(page, ZERO)  # the fresh canvas takes a new drawing
     wait_for_reconstruction(page)
+    assert pen_up_sends(page) == len(SEVEN) + len(ZERO)  # the new canvas's strokes too
 
 
 def loss_points(page) -> int:

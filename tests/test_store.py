@@ -1,13 +1,17 @@
 """The run store (cae.engine.store) and its command line (cae.runs): write, read, migrate, concurrent writers, the
-failure cases, the limits."""
+failure cases, the limits, on SQLite and on a real PostgreSQL (tests/postgres.py starts one for this module).
+
+The `store`, `open_store`, `store_url` and `cli_store` fixtures run a test once on each database; `sqlite_store` is
+for what only SQLite has (its file, pragmas, a read-only or full disk), `pg_store` and `postgres` for what only a
+server database has (another server writing between a transaction's statements, connections, URLs)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -41,15 +45,68 @@ from cae.engine.store import (
     step_rows,
     validation_rows,
 )
+from tests.browser import free_port
 from tests.conftest import ROOT
+from tests.postgres import postgres_for_tests
 
 CONFIG = {"code_size": 32, "tied": True}
 TRAINING = {"epochs": 2, "batch_size": 64}
 
 
+@pytest.fixture(autouse=True)
+def no_database_from_the_environment(monkeypatch):
+    """A CAE_RUNS_DB exported where the tests run must not turn the SQLite tests into tests of that database."""
+    monkeypatch.delenv("CAE_RUNS_DB", raising=False)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of this module's own (tests.postgres); a test that needs it fails when it cannot start."""
+    yield from postgres_for_tests()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """An empty store's database: SQLite in the test's folder, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs' / 'runs.sqlite'}"
+    return request.getfixturevalue("postgres").new_database()
+
+
 @pytest.fixture
-def store(tmp_path):
-    with RunStore(root=tmp_path / "runs", keep=50) as opened:
+def open_store(store_url, tmp_path):
+    """Opens RunStores on the test's database (checkpoint files under tmp_path/runs unless `root` says otherwise);
+    closes them at the end."""
+    opened: list[RunStore] = []
+
+    def opener(**settings) -> RunStore:
+        root = Path(settings.pop("root", tmp_path / "runs"))
+        for folder in (root, tmp_path / "runs"):  # the latter holds the SQLite database
+            folder.mkdir(parents=True, exist_ok=True)
+        opened.append(RunStore(store_url, root=root, **settings))
+        return opened[-1]
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store):
+    return open_store(keep=50)
+
+
+@pytest.fixture
+def pg_store(postgres, tmp_path):
+    """For what only a server database has (other connections writing between a transaction's statements)."""
+    with RunStore(postgres.new_database(), root=tmp_path / "runs", keep=50) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    """For what only SQLite has (its file, its pragmas)."""
+    with RunStore(f"sqlite:///{tmp_path / 'runs.sqlite'}", root=tmp_path, keep=50) as opened:
         yield opened
 
 
@@ -70,6 +127,16 @@ def new_run(store: RunStore, workspace: str | None = None, **given) -> str:
     values = dict(model_type="cae", model_config=CONFIG, train_config=TRAINING, data_source="MNIST")
     values.update(given)
     return store.create_run(workspace or new_workspace_id(), **values).id
+
+
+@contextlib.contextmanager
+def psycopg_admin(postgres):
+    """A plain connection to the test server's maintenance database."""
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=postgres.port, user="cae", password=postgres.password,
+                         dbname="postgres", autocommit=True) as conn:
+        yield conn
 
 
 def steps(first: int, last: int, **terms: float) -> list[StepRow]:
@@ -331,9 +398,9 @@ def test_a_missing_checkpoint_file_is_reported_not_raised(store, real_checkpoint
 
 # Limits -------------------------------------------------------------------------------------------------------------
 
-def test_a_workspace_keeps_its_newest_runs_and_never_prunes_a_live_one(tmp_path):
+def test_a_workspace_keeps_its_newest_runs_and_never_prunes_a_live_one(open_store, tmp_path):
     workspace, other = new_workspace_id(), new_workspace_id()
-    with RunStore(root=tmp_path, keep=50) as roomy:
+    with open_store(root=tmp_path, keep=50) as roomy:
         live = new_run(roomy, workspace, name="still training")
         ended = []
         for number in range(3):
@@ -342,7 +409,7 @@ def test_a_workspace_keeps_its_newest_runs_and_never_prunes_a_live_one(tmp_path)
             (tmp_path / workspace / run_id).mkdir(parents=True)
             ended.append(run_id)
         new_run(roomy, other)
-    with RunStore(root=tmp_path, keep=3) as store:
+    with open_store(root=tmp_path, keep=3) as store:
         created = store.create_run(workspace, model_type="cae", model_config=CONFIG, train_config=TRAINING,
                                    data_source="MNIST")  # the fifth: two must go, the live one stays
         assert [record.id for record in created.pruned] == ended[:2]
@@ -354,10 +421,11 @@ def test_a_workspace_keeps_its_newest_runs_and_never_prunes_a_live_one(tmp_path)
         assert store.prune(workspace, keep=0) == []
 
 
-def test_a_run_over_its_size_limit_drops_older_checkpoints_then_thins_its_points(tmp_path, real_checkpoint):
+def test_a_run_over_its_size_limit_drops_older_checkpoints_then_thins_its_points(open_store, tmp_path,
+                                                                                   real_checkpoint):
     size = len(__import__("cae.engine.checkpoint", fromlist=["to_bytes"]).to_bytes(real_checkpoint))
     limit = 3 * size + 150_000
-    with RunStore(root=tmp_path, max_run_bytes=limit) as store:
+    with open_store(root=tmp_path, max_run_bytes=limit) as store:
         workspace = new_workspace_id()
         run_id = new_run(store, workspace)
         for epoch in range(1, 6):
@@ -385,8 +453,8 @@ def test_a_run_over_its_size_limit_drops_older_checkpoints_then_thins_its_points
         assert len(list((tmp_path / workspace / run_id).iterdir())) == len(record.checkpoints)
 
 
-def test_the_default_limit_holds_a_real_run(tmp_path, real_checkpoint):
-    with RunStore(root=tmp_path) as store:
+def test_the_default_limit_holds_a_real_run(open_store, real_checkpoint):
+    with open_store() as store:
         workspace = new_workspace_id()
         run_id = new_run(store, workspace)
         for epoch in range(1, 11):  # ten epochs of 4,700 steps: full MNIST at batch 128
@@ -401,8 +469,8 @@ def test_the_default_limit_holds_a_real_run(tmp_path, real_checkpoint):
         assert 1000 < record.loss_points < 47_000
 
 
-def test_a_checkpoint_too_big_for_a_run_is_refused_and_nothing_is_written(tmp_path, real_checkpoint):
-    with RunStore(root=tmp_path, max_run_bytes=200_000) as store:
+def test_a_checkpoint_too_big_for_a_run_is_refused_and_nothing_is_written(open_store, tmp_path, real_checkpoint):
+    with open_store(root=tmp_path, max_run_bytes=200_000) as store:
         workspace = new_workspace_id()
         run_id = new_run(store, workspace)
         with pytest.raises(RunTooLarge, match="does not fit"):
@@ -413,14 +481,21 @@ def test_a_checkpoint_too_big_for_a_run_is_refused_and_nothing_is_written(tmp_pa
 
 # Schema versions ----------------------------------------------------------------------------------------------------
 
-def test_a_store_made_by_schema_version_1_is_migrated_with_its_data(tmp_path, real_checkpoint):
+def old_store_engine(store_url: str, tmp_path: Path):
+    """An engine on the test's (still empty) database, for making a store the way an older version did."""
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    return create_engine(store_url)
+
+
+def test_a_store_made_by_schema_version_1_is_migrated_with_its_data(store_url, open_store, tmp_path,
+                                                                    real_checkpoint):
     from cae.engine import checkpoint
 
     workspace = new_workspace_id()
     run_id = "0123456789abcdef"
     relative = f"{workspace}/{run_id}/final.pt"
     size = checkpoint.save(real_checkpoint, tmp_path / relative).stat().st_size
-    engine = create_engine(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    engine = old_store_engine(store_url, tmp_path)
     with engine.begin() as conn:  # version 1, as that version of the app left it
         store_module.MIGRATIONS[0](conn)
         conn.execute(text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
@@ -441,7 +516,7 @@ def test_a_store_made_by_schema_version_1_is_migrated_with_its_data(tmp_path, re
                           "VALUES (:id, 'final', :path, 3, 1, :bytes, 2.0)"),
                      {"id": run_id, "path": relative, "bytes": size})
     engine.dispose()
-    with RunStore(root=tmp_path) as store:
+    with open_store(root=tmp_path) as store:
         assert store.schema_version == store_module.SCHEMA_VERSION == 2
         record = store.get_run(workspace, run_id)
         assert (record.name, record.state, record.steps, record.scores) == (
@@ -461,42 +536,91 @@ def test_a_fresh_store_has_the_schema_the_queries_use(store):
         assert [column["name"] for column in inspector.get_columns(table.name)] == [c.name for c in table.columns]
 
 
-def test_a_store_from_a_newer_app_is_refused(tmp_path):
-    RunStore(root=tmp_path).close()
-    with sqlite3.connect(tmp_path / "runs.sqlite") as conn:
-        conn.execute("UPDATE schema_version SET version = 99")
+def test_a_store_from_a_newer_app_is_refused(store_url, open_store, tmp_path):
+    open_store().close()
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE schema_version SET version = 99"))
+    engine.dispose()
     with pytest.raises(StoreError, match="newer version of the app"):
-        RunStore(root=tmp_path)
+        open_store()
 
 
 # A process that died ------------------------------------------------------------------------------------------------
 
-def test_runs_left_live_by_a_dead_process_become_interrupted(store):
-    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                                  text=True, check=True).stdout)
-    host = socket.gethostname()
-    workspace = new_workspace_id()
-    crashed = new_run(store, workspace, owner=f"{host}/{dead_pid}/abcd1234")
-    store.append_steps(crashed, steps(1, 120), progress=Progress(120, 7680, 10.0, 768.0))
-    paused = new_run(store, workspace, owner=f"{host}/{dead_pid}/abcd1234", state="paused")
-    reused_pid = new_run(store, workspace, owner=f"{host}/{os.getpid()}/oldtoken")
-    mine = new_run(store, workspace)  # this process: alive
-    elsewhere = new_run(store, workspace, owner="another-host/1/zz")  # heard from just now
-    quiet = new_run(store, workspace, owner="another-host/2/zz")
-    finished = new_run(store, workspace, owner=f"{host}/{dead_pid}/abcd1234")
-    store.end_run(finished, EndReason.FINISHED)
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def make_stale(store: RunStore, run_id: str) -> None:
+    """As if the run's process had last written STALE_SECONDS and a second ago."""
     with store.engine.begin() as conn:
-        conn.execute(update(store_module.runs_table).where(store_module.runs_table.c.id == quiet).values(
+        conn.execute(update(store_module.runs_table).where(store_module.runs_table.c.id == run_id).values(
             updated_at=time.time() - store_module.STALE_SECONDS - 1))
+
+
+def test_runs_left_live_by_a_dead_process_become_interrupted(store):
+    workspace = new_workspace_id()
+    mine = new_run(store, workspace)  # this process: alive
+    host, pid, _token, machine = store.get_run(workspace, mine).owner.split("/")
+    assert (host, pid, len(machine)) == (socket.gethostname(), str(os.getpid()), 16)
+    gone = dead_pid()
+    crashed = new_run(store, workspace, owner=f"{host}/{gone}/abcd1234/{machine}")
+    store.append_steps(crashed, steps(1, 120), progress=Progress(120, 7680, 10.0, 768.0))
+    paused = new_run(store, workspace, owner=f"{host}/{gone}/abcd1234/{machine}", state="paused")
+    reused_pid = new_run(store, workspace, owner=f"{host}/{os.getpid()}/oldtoken/{machine}")
+    before_machines = new_run(store, workspace, owner=f"{host}/{gone}/abcd1234")  # an owner of the older form
+    finished = new_run(store, workspace, owner=f"{host}/{gone}/abcd1234/{machine}")
+    store.end_run(finished, EndReason.FINISHED)
     marked = store.mark_interrupted_on_start()
-    assert {record.id for record in marked} == {crashed, paused, reused_pid, quiet}
+    assert {record.id for record in marked} == {crashed, paused, reused_pid, before_machines}
     record = store.get_run(workspace, crashed)
     assert (record.state, record.end_reason, record.status) == ("interrupted", EndReason.INTERRUPTED,
                                                                 "interrupted at step 120")
     assert store.get_run(workspace, mine).state == "running"
-    assert store.get_run(workspace, elsewhere).state == "running"
     assert store.get_run(workspace, finished).state == "finished"
     assert store.mark_interrupted_on_start() == []
+
+
+def test_another_machines_live_run_goes_by_its_heartbeat_not_by_a_pid_looked_up_here(store):
+    # Two app servers on one server database: a pid means nothing off its own machine (boot and pid namespace),
+    # even when both hosts have one name (containers with host networking, cloned machines).
+    workspace = new_workspace_id()
+    host = socket.gethostname()
+    gone = dead_pid()
+    elsewhere = new_run(store, workspace, owner=f"another-host/{gone}/zz000000/0123456789abcdef")
+    same_name = new_run(store, workspace, owner=f"{host}/{gone}/zz000000/fedcba9876543210")
+    unreadable = new_run(store, workspace, owner="not an owner")
+    quiet_elsewhere = new_run(store, workspace, owner=f"another-host/{os.getpid()}/zz000000/0123456789abcdef")
+    make_stale(store, quiet_elsewhere)
+    assert [record.id for record in store.mark_interrupted_on_start()] == [quiet_elsewhere]
+    assert {store.get_run(workspace, run_id).state for run_id in (elsewhere, same_name, unreadable)} == {"running"}
+    for run_id in (elsewhere, same_name, unreadable):
+        make_stale(store, run_id)  # then that machine went quiet
+    assert {record.id for record in store.mark_interrupted_on_start()} == {elsewhere, same_name, unreadable}
+
+
+def test_a_run_that_writes_while_it_is_judged_is_left_alone(pg_store):
+    # On a server database another server's run can heartbeat between the look and the mark (SQLite's writer lock
+    # rules that out): the mark must then miss it.
+    store = pg_store
+    workspace = new_workspace_id()
+    run_id = new_run(store, workspace, owner="another-host/1/zz000000/0123456789abcdef")
+    make_stale(store, run_id)
+    heartbeats = []
+
+    def heartbeat_first(_conn, _cursor, statement, *_args):
+        if statement.startswith("UPDATE runs SET state") and not heartbeats:
+            with store.engine.connect() as other, other.begin():  # another connection: its own transaction
+                heartbeats.append(other.execute(update(store_module.runs_table).where(
+                    store_module.runs_table.c.id == run_id).values(updated_at=time.time())).rowcount)
+
+    event.listen(store.engine, "before_cursor_execute", heartbeat_first)
+    assert store.mark_interrupted_on_start() == []
+    event.remove(store.engine, "before_cursor_execute", heartbeat_first)
+    assert heartbeats == [1] and store.get_run(workspace, run_id).state == "running"
 
 
 def test_a_live_run_is_deleted_only_when_forced(store):
@@ -536,7 +660,8 @@ def test_a_read_only_store_reads_but_refuses_writes_with_store_error(tmp_path):
         read_only.close()
 
 
-def test_a_full_disk_raises_store_error_and_the_store_works_again_after(store):
+def test_a_full_disk_raises_store_error_and_the_store_works_again_after(sqlite_store):
+    store = sqlite_store
     workspace = new_workspace_id()
     run_id = new_run(store, workspace)
     with store.engine.connect() as conn:
@@ -576,8 +701,8 @@ def test_a_checkpoint_that_cannot_be_written_raises_store_error_and_records_noth
 WRITER = """
 import sys
 from cae.engine.store import EndReason, Progress, RunStore, StepRow
-root, workspace = sys.argv[1], sys.argv[2]
-with RunStore(root=root) as store:
+url, root, workspace = sys.argv[1], sys.argv[2], sys.argv[3]
+with RunStore(url, root=root) as store:
     for _ in range(3):
         run_id = store.create_run(workspace, model_type="cae", model_config={}, train_config={},
                                   data_source="MNIST").id
@@ -588,14 +713,15 @@ with RunStore(root=root) as store:
 """
 
 
-def test_twenty_threads_and_three_processes_write_at_once_without_a_locked_database(tmp_path):
+def test_twenty_threads_and_three_processes_write_at_once_without_a_locked_database(store_url, open_store,
+                                                                                   tmp_path):
     workspace = new_workspace_id()
-    RunStore(root=tmp_path).close()
-    processes = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), workspace], stderr=subprocess.PIPE,
-                                  text=True) for _ in range(3)]
+    open_store().close()
+    processes = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, str(tmp_path / "runs"), workspace],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
     errors: list[BaseException] = []
     start = threading.Barrier(20)
-    with RunStore(root=tmp_path, keep=500) as store:
+    with open_store(keep=500) as store:
 
         def write() -> None:
             try:
@@ -621,13 +747,164 @@ def test_twenty_threads_and_three_processes_write_at_once_without_a_locked_datab
         assert sorted(record.loss_points for record in records) == [200] * 29
 
 
+OPENER = """
+import sys
+from cae.engine.store import RunStore
+url, root = sys.argv[1], sys.argv[2]
+with RunStore(url, root=root) as store:
+    print(store.schema_version)
+"""
+
+
+@pytest.mark.parametrize("made_by", ["nothing", "version 1"])
+def test_servers_that_start_together_open_a_new_or_old_store_once(store_url, open_store, tmp_path, made_by):
+    engine = old_store_engine(store_url, tmp_path)
+    if made_by == "version 1":
+        with engine.begin() as conn:
+            store_module.MIGRATIONS[0](conn)
+            conn.execute(text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
+            conn.execute(text("INSERT INTO schema_version (version) VALUES (1)"))
+    engine.dispose()
+    openers = [subprocess.Popen([sys.executable, "-c", OPENER, store_url, str(tmp_path / "runs")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(opener.communicate(timeout=120), opener.returncode) for opener in openers]
+    assert [(out.strip(), code) for (out, _err), code in results] == [(str(store_module.SCHEMA_VERSION), 0)] * 4, \
+        [err[-600:] for (_out, err), _code in results]
+    with open_store() as store:
+        new_run(store)
+        assert [c["name"] for c in inspect(store.engine).get_columns("runs")] == list(store_module.runs_table.c.keys())
+
+
+# A server database (PostgreSQL) -------------------------------------------------------------------------------------
+
+def test_cae_runs_db_names_the_server_database_and_its_password_is_never_shown(postgres, tmp_path, monkeypatch):
+    url = postgres.new_database()
+    monkeypatch.setenv("CAE_RUNS_DB", url)
+    monkeypatch.setenv("CAE_RUNS_DIR", str(tmp_path / "files"))
+    with RunStore() as store:
+        assert store.engine.dialect.name == "postgresql" and store.root == tmp_path / "files"
+        assert postgres.password not in store.location and "***" in store.location
+        assert not (tmp_path / "files" / "runs.sqlite").exists()
+        workspace = new_workspace_id()
+        run_id = new_run(store, workspace)
+    # The URL as hosts write it, without a driver: psycopg, the one requirements-cluster.txt installs.
+    for scheme in ("postgresql://", "postgres://"):
+        with RunStore(url.replace("postgresql+psycopg://", scheme), root=tmp_path / "files") as store:
+            assert store.engine.driver == "psycopg" and store.list_runs(workspace)[0].id == run_id
+
+
+def test_a_server_database_that_cannot_be_reached_or_entered_raises_store_error_without_the_password(postgres,
+                                                                                                     tmp_path):
+    good = postgres.new_database()
+    closed_port = good.replace(f":{postgres.port}/", f":{free_port()}/")
+    wrong_password = good.replace(postgres.password, "not-the-password")
+    no_database = good.rsplit("/", 1)[0] + "/no_such_database"
+    no_driver = good.replace("+psycopg", "+nodriver")
+    cases = [(closed_port, "refused"), (wrong_password, "password authentication failed"),
+             (no_database, 'database "no_such_database" does not exist'), (no_driver, "nodriver")]
+    for url, reason in cases:
+        began = time.monotonic()
+        with pytest.raises(StoreError, match="cannot open it") as raised:
+            RunStore(url, root=tmp_path)
+        assert reason in str(raised.value) and time.monotonic() - began < 15, (url, str(raised.value))
+        assert postgres.password not in str(raised.value) and "not-the-password" not in str(raised.value)
+
+
+def test_a_store_goes_on_after_the_server_dropped_its_connections(pg_store, postgres):
+    workspace = new_workspace_id()
+    run_id = new_run(pg_store, workspace)
+    pg_store.append_steps(run_id, steps(1, 5))
+    database = pg_store.engine.url.database
+    # What a server restart or an idle timeout does to the pooled connections.
+    with psycopg_admin(postgres) as conn:
+        ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                             (database,)).fetchone()[0]
+    assert ended >= 1
+    pg_store.append_steps(run_id, steps(6, 10))
+    assert pg_store.get_run(workspace, run_id).loss_points == 10
+
+
+def test_a_write_that_meets_the_servers_lock_timeout_is_done_again_once_the_lock_is_free(postgres, tmp_path):
+    # A server set up with lock_timeout (PostgreSQL's answer to a long wait, SQLSTATE 55P03): the store waits as it
+    # does for SQLite's "database is locked".
+    url = postgres.new_database() + "?options=-c%20lock_timeout%3D100"
+    with RunStore(url, root=tmp_path) as store:
+        workspace = new_workspace_id()
+        run_id = new_run(store, workspace)
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_the_run() -> None:
+            with store.engine.connect() as other, other.begin():
+                other.execute(text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id})
+                locked.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_the_run)
+        holder.start()
+        assert locked.wait(10)
+        threading.Timer(0.5, release.set).start()  # longer than lock_timeout: the first tries give up
+        began = time.monotonic()
+        store.append_steps(run_id, steps(1, 3), progress=Progress(3, 192, 0.1, 1920.0))
+        holder.join(10)
+        assert time.monotonic() - began >= 0.4 and store.get_run(workspace, run_id).steps == 3
+
+
+def test_a_reader_sees_a_run_and_its_checkpoints_as_of_one_moment(pg_store, real_checkpoint):
+    # Between reading the runs and reading their checkpoints, another server deletes one: the listing is as before.
+    store = pg_store
+    workspace = new_workspace_id()
+    run_id = new_run(store, workspace)
+    store.add_checkpoint(run_id, real_checkpoint, "final", step=1, epoch=1)
+    store.end_run(run_id, EndReason.FINISHED)
+    deleted = []
+
+    def delete_in_between(_conn, _cursor, statement, *_args):
+        if statement.startswith("SELECT checkpoints.") and not deleted:
+            with store.engine.connect() as other, other.begin():
+                for table in (store_module.checkpoints_table, store_module.runs_table):
+                    key = table.c.run_id if table is store_module.checkpoints_table else table.c.id
+                    deleted.append(other.execute(table.delete().where(key == run_id)).rowcount)
+
+    event.listen(store.engine, "before_cursor_execute", delete_in_between)
+    listed = store.list_runs(workspace)
+    event.remove(store.engine, "before_cursor_execute", delete_in_between)
+    assert deleted == [1, 1]
+    assert [(record.id, len(record.checkpoints)) for record in listed] == [(run_id, 1)]
+    assert store.list_runs(workspace) == []
+
+
+def test_names_and_hosts_beyond_what_a_column_holds(store, tmp_path):
+    # PostgreSQL enforces a column's length and refuses a NUL in text, where SQLite takes either.
+    workspace = new_workspace_id()
+    run_id = new_run(store, workspace, name="tab\there and a NUL\x00 gone")
+    assert store.get_run(workspace, run_id).name == "tab here and a NUL gone"
+    assert store.rename_run(workspace, run_id, "again\x00").name == "again"
+    long_host = """
+import socket, sys
+socket.gethostname = lambda: "h" * 250  # a long fully qualified name
+from cae.engine.store import RunStore, new_workspace_id
+with RunStore(sys.argv[1], root=sys.argv[2]) as store:
+    workspace = new_workspace_id()
+    run_id = store.create_run(workspace, model_type="cae", model_config={}, train_config={}, data_source="x").id
+    print(store.get_run(workspace, run_id).owner)
+"""
+    done = subprocess.run([sys.executable, "-c", long_host, store.engine.url.render_as_string(hide_password=False),
+                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith("h" * store_module.HOST_NAME_KEPT + "/")
+
+
 # The command line ---------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def cli_store(tmp_path, monkeypatch, real_checkpoint):
-    """A store at CAE_RUNS_DIR with two ended runs (one with a final checkpoint) and one live run."""
+def cli_store(store_url, tmp_path, monkeypatch, real_checkpoint):
+    """A store at CAE_RUNS_DIR (SQLite there, or the PostgreSQL database in CAE_RUNS_DB) with two ended runs (one
+    with a final checkpoint) and one live run."""
     monkeypatch.setenv("CAE_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("CAE_RUNS_DB", raising=False)
+    if store_url.startswith("sqlite"):  # the default place, which is store_url's
+        monkeypatch.delenv("CAE_RUNS_DB", raising=False)
+    else:
+        monkeypatch.setenv("CAE_RUNS_DB", store_url)
     monkeypatch.delenv("CAE_RUNS_KEEP", raising=False)
     workspace = new_workspace_id()
     with RunStore() as store:

@@ -14,7 +14,14 @@ Failures: anything that stops the store from being opened or written (a corrupt 
 disk) raises StoreError with the location and the reason, so a caller can keep working without saving. A checkpoint
 file that has gone missing is reported on its run (`RunRecord.checkpoint_missing`), never raised while reading.
 SQLite writers take the write lock at BEGIN (BEGIN IMMEDIATE) and wait up to `busy_seconds` for it, and a write that
-still meets "database is locked" is retried until then: many threads and processes can write at once.
+still meets "database is locked" is retried until then: many threads and processes can write at once. On
+PostgreSQL (driver psycopg 3; a `postgresql://` URL gets it) writers run at READ COMMITTED and readers at REPEATABLE
+READ (one snapshot per read); a serialization failure, deadlock or lock timeout is retried the same way, and the
+openers of a new or older store take turns (an advisory lock) to create or migrate its schema.
+
+Several app servers may share one server database: a run's owner names its process and machine (boot and pid
+namespace), and `mark_interrupted_on_start` looks a pid up only on the machine that gave it out; another machine's
+runs go by their heartbeat (updated_at, compared with this machine's clock: keep the servers' clocks in sync).
 
 Limits: a workspace keeps at most CAE_RUNS_KEEP runs (the oldest ended runs beyond it are pruned and returned, a live
 run never); a run's record and files take at most `max_run_bytes`, beyond which older checkpoints are dropped and then
@@ -25,6 +32,7 @@ torch is imported only where a checkpoint is read or written, so `python -m cae.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -33,6 +41,8 @@ import shutil
 import socket
 import sqlite3
 import time
+import unicodedata
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
@@ -61,6 +71,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -79,7 +90,13 @@ POINT_ROW_BYTES = 48
 VALIDATION_ROW_BYTES = 48
 RUN_ROW_BYTES = 512
 STALE_SECONDS = 120.0  # a live run on another machine (or a live process) not heard from this long is dead
+HOST_NAME_KEPT = 64  # of a host name in a run's owner (the column holds 200 characters)
 BUSY_SECONDS = 30.0
+SERVER_CONNECT_SECONDS = 10  # a server database that does not answer in this time is not there
+# PostgreSQL's serialization failure, deadlock detected, lock not available: the transaction is done again.
+RETRIED_SQLSTATES = ("40001", "40P01", "55P03")
+# PostgreSQL: the advisory lock that lets one opener at a time create or migrate the schema (any fixed number).
+MIGRATION_LOCK = 7_236_481_092_551
 _WRITE = "cae_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
 _WORKSPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{23}")
 _T = TypeVar("_T")
@@ -187,14 +204,43 @@ def keep_limit() -> int:
 
 
 def _process_owner() -> str:
-    """host/pid/token of this process, recorded on the runs it starts (the token tells a reused pid apart)."""
+    """`host/pid/token/machine` of this process, recorded on the runs it starts: the token tells a reused pid apart,
+    the machine (see _machine_id) says where that pid means something; the host name is for people."""
     global _OWNER
     if _OWNER is None or _OWNER[0] != os.getpid():
-        _OWNER = (os.getpid(), f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}")
+        host = socket.gethostname()[:HOST_NAME_KEPT]
+        _OWNER = (os.getpid(), f"{host}/{os.getpid()}/{secrets.token_hex(4)}/{_machine_id()}")
     return _OWNER[1]
 
 
 _OWNER: tuple[int, str] | None = None
+
+
+def _machine_id() -> str:
+    """Which processes this one can see by pid: 16 hex digits of a hash of the kernel's boot id and this process's
+    pid namespace (Linux). Host names are no such key: containers with host networking share the host's name, and
+    two machines may be given one name, while a pid is only meaningful in its own namespace of its own boot."""
+    parts = []
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:  # not Linux: the host's name and its network card's address are the best there is
+        parts = [socket.gethostname(), str(uuid.getnode())]
+    return hashlib.sha256(" ".join(parts).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Owner:
+    host: str
+    pid: int
+    machine: str | None  # None: written before owners named their machine (host/pid/token)
+
+
+def _parse_owner(text: str | None) -> _Owner | None:
+    parts = (text or "").split("/")
+    if len(parts) not in (3, 4) or not parts[1].isdigit():
+        return None
+    return _Owner(parts[0], int(parts[1]), parts[3] if len(parts) == 4 else None)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -549,8 +595,31 @@ def _describe_failure(error: BaseException) -> str:
 
 
 def _locked(error: OperationalError) -> bool:
-    text = str(getattr(error, "orig", error)).lower()
+    """A failure that another transaction caused and that the same work, done again, gets past: SQLite's "database
+    is locked", PostgreSQL's serialization failure, deadlock or lock not available (by SQLSTATE)."""
+    original = getattr(error, "orig", error)
+    code = getattr(original, "sqlstate", None)
+    if code is not None:
+        return code in RETRIED_SQLSTATES
+    text = str(original).lower()
     return any(word in text for word in ("locked", "busy", "deadlock", "could not serialize"))
+
+
+def _shown_url(url: str) -> str:
+    """The URL without its password, for messages; a URL that does not parse is shown as far as its scheme."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.partition("://")[0] + "://..." if "://" in url else "(not a database URL)"
+
+
+def server_url(url: str) -> URL:
+    """The URL as SQLAlchemy takes it; a PostgreSQL URL without a driver (`postgresql://`, or `postgres://` as some
+    hosts write it) gets psycopg 3, the driver this app installs (SQLAlchemy's own default is psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 def _recount(conn: Connection, run_id: str) -> None:
@@ -590,7 +659,7 @@ class RunStore:
         self.max_run_bytes = max_run_bytes
         self.busy_seconds = busy_seconds
         url = url or os.environ.get("CAE_RUNS_DB") or None
-        self.location = str(self.root / DATABASE_FILE) if url is None else url
+        self.location = str(self.root / DATABASE_FILE) if url is None else _shown_url(url)
         try:
             if url is None:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -599,10 +668,12 @@ class RunStore:
             self.location = self.engine.url.render_as_string(hide_password=True)
         except (ArgumentError, NoSuchModuleError, ImportError, OSError) as error:  # a bad URL or a missing driver
             raise StoreError(f"run store {self.location}: cannot open it: {_describe_failure(error)}") from error
+        self._server = self.engine.dialect.name != "sqlite"
         try:
             self._transaction(self._migrate, what="open it")
         except StoreError:
-            if self.engine.dialect.name == "sqlite":  # BEGIN IMMEDIATE has serialised the openers: a real failure
+            # SQLite's BEGIN IMMEDIATE and PostgreSQL's MIGRATION_LOCK serialise the openers: a real failure.
+            if self.engine.dialect.name in ("sqlite", "postgresql"):
                 self.engine.dispose()
                 raise
             # Two servers opening a new server database at once: one made the tables while the other tried to.
@@ -614,7 +685,7 @@ class RunStore:
 
     def _make_engine(self, url: str) -> Engine:
         if not url.startswith("sqlite"):
-            return create_engine(url, pool_pre_ping=True)
+            return self._make_server_engine(url)
         engine = create_engine(url, connect_args={"timeout": self.busy_seconds, "check_same_thread": False},
                                pool_size=10, max_overflow=30, pool_timeout=self.busy_seconds)
         busy_ms = int(self.busy_seconds * 1000)
@@ -638,6 +709,16 @@ class RunStore:
 
         return engine
 
+    def _make_server_engine(self, url: str) -> Engine:
+        """A server database (PostgreSQL): a pool as large as SQLite's, connections checked before use (a server
+        restarted meanwhile costs no request), a server that does not answer given up on after 10 s."""
+        parsed = server_url(url)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = SERVER_CONNECT_SECONDS
+        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=30,
+                             pool_timeout=self.busy_seconds, connect_args=connect_args)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -659,6 +740,10 @@ class RunStore:
                 with self.engine.connect() as conn:
                     if write:
                         conn = conn.execution_options(**{_WRITE: True})
+                    elif self._server:
+                        # A reader's statements see one snapshot (a run and its checkpoints as of one moment); a
+                        # transaction that only reads is never refused at this level.
+                        conn = conn.execution_options(isolation_level="REPEATABLE READ")
                     with conn.begin():
                         return work(conn)
             except StoreError:
@@ -676,6 +761,8 @@ class RunStore:
         return StoreError(f"run store {self.location}: cannot {what}: {_describe_failure(error)}")
 
     def _migrate(self, conn: Connection) -> int:
+        if conn.dialect.name == "postgresql":  # servers starting together: the others wait, then find it made
+            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         inspector = inspect(conn)
         if not inspector.has_table("schema_version"):
             if inspector.has_table("runs"):
@@ -1089,32 +1176,44 @@ class RunStore:
     def mark_interrupted_on_start(self, *, stale_seconds: float = STALE_SECONDS) -> list[RunRecord]:
         """At a server's start: live runs whose process has died become "interrupted at step N".
 
-        Dead means: started on this machine by a process that no longer exists (or whose pid this process now has),
-        or not heard from (updated_at) for `stale_seconds`, which covers other machines sharing a server database;
-        a live run's process heartbeats more often than that. This process's own runs are never touched."""
-        this_host = socket.gethostname()
+        Dead means: not heard from (updated_at) for `stale_seconds` (a live run's process writes or heartbeats more
+        often than that), or started by a process of this machine (same boot, same pid namespace: see _machine_id)
+        that no longer exists or whose pid this process now has. A pid is only looked up where it was given out: a
+        run of another machine sharing a server database goes by its heartbeat alone, even when its host has this
+        one's name. This process's own runs are never touched, nor a run that wrote while this looked."""
         mine = _process_owner()
+        here = _parse_owner(mine)
 
         def dead(row: Any) -> bool:
             if row.owner == mine:
                 return False
             if time.time() - row.updated_at >= stale_seconds:
                 return True
-            host, _, rest = (row.owner or "").partition("/")
-            pid_text = rest.partition("/")[0]
-            if host != this_host or not pid_text.isdigit():
+            owner = _parse_owner(row.owner)
+            if owner is None:
                 return False
-            return int(pid_text) == os.getpid() or not _pid_alive(int(pid_text))
+            # An owner written before owners named their machine: its host name is all there is to go by.
+            same_machine = owner.machine == here.machine if owner.machine is not None else owner.host == here.host
+            if not same_machine:
+                return False
+            return owner.pid == os.getpid() or not _pid_alive(owner.pid)
 
-        def work(conn: Connection) -> list[str]:
-            live = conn.execute(select(runs_table).where(runs_table.c.state.in_(LIVE_STATES)))
-            gone = [row for row in live if dead(row)]
-            for row in gone:
-                conn.execute(update(runs_table).where(runs_table.c.id == row.id).values(
+        def work(conn: Connection) -> list[tuple[str, str]]:
+            live = conn.execute(select(runs_table).where(runs_table.c.state.in_(LIVE_STATES))).all()
+            marked = []
+            for row in live:
+                if not dead(row):
+                    continue
+                # Only if it is as it was read: a run that heartbeated or ended meanwhile is alive or done.
+                changed = conn.execute(update(runs_table).where(
+                    runs_table.c.id == row.id, runs_table.c.updated_at == row.updated_at,
+                    runs_table.c.state.in_(LIVE_STATES)).values(
                     state="interrupted", end_reason=EndReason.INTERRUPTED.value,
-                    end_message=f"interrupted at step {row.steps}", ended_at=row.updated_at))
-                _recount(conn, row.id)
-            return [(row.workspace, row.id) for row in gone]
+                    end_message=f"interrupted at step {row.steps}", ended_at=row.updated_at)).rowcount
+                if changed:
+                    _recount(conn, row.id)
+                    marked.append((row.workspace, row.id))
+            return marked
 
         marked = self._transaction(work, what="mark the runs of a stopped process as interrupted")
         return [self.get_run(workspace, run_id) for workspace, run_id in marked]
@@ -1133,7 +1232,9 @@ class RunStore:
 
 
 def _checked_name(name: str) -> str:
-    cleaned = " ".join(str(name).split())
+    """Whitespace runs made one space; control characters dropped (PostgreSQL refuses a NUL in text)."""
+    printable = "".join(char for char in str(name) if unicodedata.category(char) != "Cc" or char.isspace())
+    cleaned = " ".join(printable.split())
     if not cleaned:
         raise ValueError("a run's name cannot be empty")
     if len(cleaned) > 200:

@@ -21,24 +21,19 @@ from cae.engine import checkpoint
 from cae.engine.checkpoint import CheckpointError
 from cae.engine.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
 from cae.engine.store import StoreError
-from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES, TrainConfig
+from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES
 from cae.engine.trainer import RunState, StopReason, Trainer
-from cae.models.autoencoder import ACTIVATIONS, CHANNELS, FLAT, ModelConfig
+from cae.models.autoencoder import CHANNELS, FLAT
 from cae.models.config import ConfigError, Knob
 from cae.models.registry import MODEL_TYPES, model_type, type_of
 from cae.ui import common as ui
 from cae.ui.common import SharedKey
+from cae.views import train_link as link
 from cae.views.figures import train as train_figures
 
 # The values the page offers: every range, choice and default comes from the configs (ModelConfig.RANGES,
-# TrainConfig.RANGES, their choices, a type's KNOBS, PAGE_DEFAULTS); these only pick easy-to-set values inside
-# those ranges (`within` drops any a config no longer allows).
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
-BATCH_SIZES = [16, 32, 64, 128, 256, 512]
-SUBSETS = [500, 1000, 2000, 5000, 10000, 20000, 0]  # 0 = every training digit
-# Sliders stop short of the configs' highest values to stay easy to set (a step of 1 among 500 epochs is a pixel).
-CODE_SIZE_SHOWN = 128
-EPOCHS_SHOWN = 50
+# TrainConfig.RANGES, their choices, a type's KNOBS, PAGE_DEFAULTS), narrowed to easy-to-set values by
+# cae.views.train_link, which also checks a link's settings against the same values.
 DROPOUT_STEP = 0.05
 PREVIEW_DIGITS = 8
 RESUMABLE_SHOWN = 5  # unfinished runs offered for Resume, newest first
@@ -78,6 +73,15 @@ class TrainKey(StrEnum):
     MESSAGE = "t_message"  # why Start did not start, shown once
     RESUME = "t_resume"  # a Resume button of an unfinished run (its id appended)
     WAS_LIVE = "t_was_live"  # the page was drawn while a run was going: its end must redraw the page
+    ADDRESS = "t_address"  # the settings' query parameters the page last took from the address or wrote there
+    LINK_PROBLEMS = "t_link_problems"  # why some of a link's settings were not used, shown once
+
+
+# The widget of each config field the page offers (a type's own knobs: knob_key).
+FIELD_KEYS = {"code_size": TrainKey.CODE, "dropout": TrainKey.DROPOUT, "tied_weights": TrainKey.TIED,
+              "activation": TrainKey.ACTIVATION, "loss": TrainKey.LOSS, "optimizer": TrainKey.OPTIMIZER,
+              "learning_rate": TrainKey.LEARNING_RATE, "schedule": TrainKey.SCHEDULE, "batch_size": TrainKey.BATCH,
+              "epochs": TrainKey.EPOCHS, "train_subset": TrainKey.SUBSET, "seed": TrainKey.SEED}
 
 
 def knob_key(knob: Knob) -> str:
@@ -85,32 +89,25 @@ def knob_key(knob: Knob) -> str:
     return f"t_{knob.field}"
 
 
-def within(values: list, field: str) -> list:
-    """The values that TrainConfig allows for this field."""
-    low, high = TrainConfig.RANGES[field]
-    return [value for value in values if low <= value <= high]
-
-
 def model_settings(disabled: bool) -> str:
     """The model type and its knobs; returns the type's name."""
-    sticky, defaults, ranges = ui.sticky, PAGE_DEFAULTS.model, ModelConfig.RANGES
+    sticky, defaults = ui.sticky, PAGE_DEFAULTS.model
     name = sticky(st.selectbox, "Model type", list(MODEL_TYPES), key=TrainKey.MODEL_TYPE,
-                  default=type_of(defaults).name, disabled=disabled, format_func=lambda n: MODEL_TYPES[n].title,
+                  default=link.default_type().name, disabled=disabled, format_func=lambda n: MODEL_TYPES[n].title,
                   help=" ".join(f"{kind.title}: {kind.lesson}" for kind in MODEL_TYPES.values()))
-    config_class = MODEL_TYPES[name].config_class
-    low, high = ranges["code_size"]
-    sticky(st.slider, "Code size", low, min(high, CODE_SIZE_SHOWN), key=TrainKey.CODE, default=defaults.code_size,
+    kind = MODEL_TYPES[name]
+    sticky(st.slider, link.CODE.label, link.CODE.low, link.CODE.high, key=TrainKey.CODE, default=defaults.code_size,
            disabled=disabled, help="Numbers in the bottleneck. 2 makes a map; 32 is the post's.")
-    type_defaults = config_class()
-    for knob in config_class.KNOBS:  # the type's own settings (noise for a denoiser, beta for a VAE)
+    type_defaults = link.default_model(kind)
+    for knob in kind.config_class.KNOBS:  # the type's own settings (noise for a denoiser, beta for a VAE)
         ui.knob_widget(knob, key=knob_key(knob), default=getattr(type_defaults, knob.field), disabled=disabled)
-    sticky(st.slider, "Dropout", *ranges["dropout"], step=DROPOUT_STEP, key=TrainKey.DROPOUT,
-           default=defaults.dropout, disabled=disabled,
+    sticky(st.slider, link.DROPOUT.label, link.DROPOUT.low, link.DROPOUT.high, step=DROPOUT_STEP,
+           key=TrainKey.DROPOUT, default=defaults.dropout, disabled=disabled,
            help=f"On the {FLAT} features and on the code while training. The post used 0.5; it blurs.")
-    sticky(st.toggle, "Tied weights", key=TrainKey.TIED, default=defaults.tied_weights, disabled=disabled,
+    sticky(st.toggle, link.TIED.label, key=TrainKey.TIED, default=defaults.tied_weights, disabled=disabled,
            help="The decoder's transposed convolutions reuse the encoder's kernels, as in the post.")
-    sticky(st.selectbox, "Activation", list(ACTIVATIONS), key=TrainKey.ACTIVATION, default=defaults.activation,
-           disabled=disabled, help="After each hidden layer; tanh is the post's.")
+    sticky(st.selectbox, link.ACTIVATION.label, list(link.ACTIVATION.choices), key=TrainKey.ACTIVATION,
+           default=defaults.activation, disabled=disabled, help="After each hidden layer; tanh is the post's.")
     return name
 
 
@@ -120,27 +117,26 @@ def training_settings(disabled: bool, type_name: str) -> None:
     if not network_class.USES_TRAINER_LOSS:
         st.caption(f"Objective: {network_class.OBJECTIVE_TEXT}.")
     else:
-        sticky(st.selectbox, "Loss", list(LOSSES), key=TrainKey.LOSS, default=defaults.loss, disabled=disabled,
+        sticky(st.selectbox, link.LOSS.label, list(LOSSES), key=TrainKey.LOSS, default=defaults.loss, disabled=disabled,
                format_func=LOSSES.get,
                help="What training minimises. The chart's held-out line is always MSE per pixel.")
-    sticky(st.selectbox, "Optimizer", list(OPTIMIZERS), key=TrainKey.OPTIMIZER, default=defaults.optimizer,
+    sticky(st.selectbox, link.OPTIMIZER.label, list(OPTIMIZERS), key=TrainKey.OPTIMIZER, default=defaults.optimizer,
            disabled=disabled,
            format_func=lambda name: OPTIMIZERS[name] + (f" {defaults.momentum:g}" if name == "sgd" else ""))
-    sticky(st.select_slider, "Learning rate", within(LEARNING_RATES, "learning_rate"), key=TrainKey.LEARNING_RATE,
-           default=defaults.learning_rate, disabled=disabled, format_func=lambda v: f"{v:g}",
+    sticky(st.select_slider, link.LEARNING_RATE.label, list(link.LEARNING_RATE.choices), key=TrainKey.LEARNING_RATE,
+           default=defaults.learning_rate, disabled=disabled, format_func=link.LEARNING_RATE.name_of,
            help="Log scale. 10 is far too large: try it to see what becomes of the model.")
-    sticky(st.selectbox, "Schedule", list(SCHEDULES), key=TrainKey.SCHEDULE, default=defaults.schedule,
+    sticky(st.selectbox, link.SCHEDULE.label, list(SCHEDULES), key=TrainKey.SCHEDULE, default=defaults.schedule,
            disabled=disabled, format_func=SCHEDULES.get,
            help="Cosine lowers the learning rate to zero by the last step: big steps first, then fine ones.")
-    sticky(st.select_slider, "Batch size", within(BATCH_SIZES, "batch_size"), key=TrainKey.BATCH,
+    sticky(st.select_slider, link.BATCH.label, list(link.BATCH.choices), key=TrainKey.BATCH,
            default=defaults.batch_size, disabled=disabled)
-    low, high = TrainConfig.RANGES["epochs"]
-    sticky(st.slider, "Epochs", low, min(high, EPOCHS_SHOWN), key=TrainKey.EPOCHS, default=defaults.epochs,
-           disabled=disabled)
-    sticky(st.select_slider, "Training digits", within(SUBSETS, "train_subset"), key=TrainKey.SUBSET,
-           default=defaults.train_subset, disabled=disabled, format_func=lambda v: "all" if v == 0 else f"{v:,}",
+    sticky(st.slider, link.EPOCHS.label, link.EPOCHS.low, link.EPOCHS.high, key=TrainKey.EPOCHS,
+           default=defaults.epochs, disabled=disabled)
+    sticky(st.select_slider, link.DIGITS.label, list(link.DIGITS.choices), key=TrainKey.SUBSET,
+           default=defaults.train_subset, disabled=disabled, format_func=link.DIGITS.name_of,
            help="A random subset (seeded); small ones make fast demos.")
-    sticky(st.number_input, "Random seed", *TrainConfig.RANGES["seed"], step=1, key=TrainKey.SEED,
+    sticky(st.number_input, link.SEED.label, link.SEED.low, link.SEED.high, step=1, key=TrainKey.SEED,
            default=defaults.seed, disabled=disabled,
            help="Same seed and settings, same run: the initial weights, the digits' order, the dropout masks and "
                 "the noise all come from it.")
@@ -156,19 +152,88 @@ def settings(disabled: bool) -> None:
 
 
 def chosen_configs():
-    """The configs the knobs describe now (read at click time, so Start never uses a stale drawing's values)."""
-    values = st.session_state
-    kind = model_type(values[TrainKey.MODEL_TYPE])
-    model_fields = dict(code_size=int(values[TrainKey.CODE]), dropout=float(values[TrainKey.DROPOUT]),
-                        tied_weights=bool(values[TrainKey.TIED]), activation=values[TrainKey.ACTIVATION])
-    model_fields.update({knob.field: knob.value(values[knob_key(knob)]) for knob in kind.config_class.KNOBS})
-    defaults = PAGE_DEFAULTS.train  # what the page has no knob for (val_subset, momentum, device) comes from here
-    # A type with its own objective has no loss knob; the trainer records the loss that objective uses.
-    train_config = replace(defaults, epochs=int(values[TrainKey.EPOCHS]), batch_size=int(values[TrainKey.BATCH]),
-                           learning_rate=float(values[TrainKey.LEARNING_RATE]), optimizer=values[TrainKey.OPTIMIZER],
-                           loss=values.get(TrainKey.LOSS, defaults.loss), schedule=values[TrainKey.SCHEDULE],
-                           train_subset=int(values[TrainKey.SUBSET]), seed=int(values[TrainKey.SEED]))
+    """The configs the knobs describe now: read at click time (so Start never uses a stale drawing's values), or
+    before the knobs are drawn (what they will show)."""
+    defaults, model_defaults = PAGE_DEFAULTS.train, PAGE_DEFAULTS.model
+    kind = model_type(ui.sticky_value(TrainKey.MODEL_TYPE, link.default_type().name))
+    type_defaults = link.default_model(kind)
+
+    def shown(key: str, field: str, config) -> object:
+        return ui.sticky_value(key, getattr(config, field))
+
+    model_fields = dict(code_size=int(shown(TrainKey.CODE, "code_size", model_defaults)),
+                        dropout=float(shown(TrainKey.DROPOUT, "dropout", model_defaults)),
+                        tied_weights=bool(shown(TrainKey.TIED, "tied_weights", model_defaults)),
+                        activation=shown(TrainKey.ACTIVATION, "activation", model_defaults))
+    model_fields.update({knob.field: knob.value(shown(knob_key(knob), knob.field, type_defaults))
+                         for knob in kind.config_class.KNOBS})
+    # What the page has no knob for (val_subset, momentum, device) comes from the defaults. A type with its own
+    # objective has no loss knob; the trainer records the loss that objective uses.
+    loss = shown(TrainKey.LOSS, "loss", defaults) if kind.network_class.USES_TRAINER_LOSS else defaults.loss
+    train_config = replace(defaults, epochs=int(shown(TrainKey.EPOCHS, "epochs", defaults)),
+                           batch_size=int(shown(TrainKey.BATCH, "batch_size", defaults)),
+                           learning_rate=float(shown(TrainKey.LEARNING_RATE, "learning_rate", defaults)),
+                           optimizer=shown(TrainKey.OPTIMIZER, "optimizer", defaults), loss=loss,
+                           schedule=shown(TrainKey.SCHEDULE, "schedule", defaults),
+                           train_subset=int(shown(TrainKey.SUBSET, "train_subset", defaults)),
+                           seed=int(shown(TrainKey.SEED, "seed", defaults)))
     return kind.config_class(**model_fields), train_config
+
+
+def link_widget_values(settings: link.LinkSettings) -> dict[str, object]:
+    """The knobs' values that show a link's settings. A link is the whole setup: the knobs of the other types
+    return to their defaults too."""
+    values: dict[str, object] = {TrainKey.MODEL_TYPE: settings.kind.name}
+    for kind in MODEL_TYPES.values():
+        type_defaults = link.default_model(kind)
+        values.update({knob_key(knob): getattr(type_defaults, knob.field) for knob in kind.config_class.KNOBS})
+    values.update({knob_key(knob): getattr(settings.model, knob.field) for knob in settings.kind.config_class.KNOBS})
+    values.update({FIELD_KEYS[setting.field]: getattr(settings.model, setting.field)
+                   for setting in link.MODEL_SETTINGS})
+    values.update({FIELD_KEYS[setting.field]: getattr(settings.train, setting.field)
+                   for setting in link.TRAIN_SETTINGS})
+    return values
+
+
+def take_address(busy: bool) -> None:
+    """Put the address's settings into the knobs before they are drawn: on the page's first drawing in this session
+    and whenever the address names other settings than the page last took or wrote (a link opened in this tab).
+    A bare address keeps the knobs as they are: it is a first visit (the defaults) or a return from another page,
+    which drops the query string. A run that is going keeps its settings; the link is not used."""
+    owned = link.setting_params()
+    given = {key: value for key, value in st.query_params.to_dict().items() if key in owned}
+    if not given or given == st.session_state.get(TrainKey.ADDRESS):
+        return
+    if busy:
+        st.session_state[TrainKey.LINK_PROBLEMS] = [
+            "a run is going, so the address's settings were not used: the settings show the run's (open the link "
+            "again once it has ended)"]
+        return
+    settings = link.decode(given)
+    for key, value in link_widget_values(settings).items():
+        ui.set_sticky(key, value)
+    st.session_state[TrainKey.ADDRESS] = given
+    if settings.problems:
+        st.session_state[TrainKey.LINK_PROBLEMS] = list(settings.problems)
+
+
+def follow_address(params: dict[str, str]) -> None:
+    """The address follows the knobs, so that copying it at any moment reproduces the setup: the settings' query
+    parameters are replaced, the workspace and every key this page does not own kept."""
+    owned = link.setting_params()
+    written = {key: st.query_params[key] for key in st.query_params if key in owned}
+    if written != params:
+        kept = {key: st.query_params.get_all(key) for key in st.query_params if key not in owned}
+        st.query_params.from_dict({**kept, **params})
+    st.session_state[TrainKey.ADDRESS] = params
+
+
+def link_problems() -> None:
+    """Why some of a link's settings were not used, once."""
+    problems = st.session_state.pop(TrainKey.LINK_PROBLEMS, None)
+    if problems:
+        st.warning("Not every setting in the address could be used:\n\n"
+                   + "\n".join(f"- {problem[:1].upper()}{problem[1:]}." for problem in problems))
 
 
 def start() -> None:
@@ -351,9 +416,13 @@ runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
 # Decided once, before the sidebar collects ended runs: a run that ends between the two is then still seen
 # by the live fragment, which redraws the page when it notices the end.
 busy = runner is not None and runner.alive
-ui.model_sidebar()
+take_address(busy)
+address = link.encode(*chosen_configs())
+ui.model_sidebar(link_settings=address)
+follow_address(address)  # after the sidebar has put the workspace in the address
 settings(disabled=busy)
 st.title("Train an autoencoder")
+link_problems()
 buttons = st.columns(4)
 buttons[0].button("Start", key=TrainKey.START, disabled=busy, on_click=start, type="primary")
 buttons[1].button("Pause/Resume", key=TrainKey.PAUSE, disabled=not busy, on_click=pause_or_resume)

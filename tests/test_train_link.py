@@ -222,3 +222,9 @@ def test_the_page_offers_only_values_its_configs_allow():
             low, high = TrainConfig.RANGES[setting.field]
             values = setting.choices or (setting.low, setting.high)
             assert values and all(low <= value <= high for value in values), setting.field
+
+
+def test_numbers_are_written_bare_and_every_training_digit_as_all():
+    assert encode(PAGE_DEFAULTS.model, replace(PAGE_DEFAULTS.train, train_subset=1000)) == {"digits": "1000"}
+    assert encode(PAGE_DEFAULTS.model, replace(PAGE_DEFAULTS.train, train_subset=0)) == {"digits": "all"}
+    assert encode(replace(PAGE_DEFAULTS.model, tied_weights=False), PAGE_DEFAULTS.train) == {"tied": "no"}

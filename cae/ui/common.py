@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import streamlit as st
@@ -155,11 +156,11 @@ def workspace() -> str:
     return chosen
 
 
-def workspace_link(workspace_id: str) -> str:
+def workspace_link(workspace_id: str, settings: dict[str, str] | None = None) -> str:
     """The address of this page with the workspace in it (the page's address without its query string, as the
-    browser sent it)."""
+    browser sent it), and the page's settings after it when given (the Train page's, cae.views.train_link)."""
     base = (st.context.url or "").split("?")[0] or "/"
-    return f"{base}?{WORKSPACE_PARAM}={workspace_id}"
+    return f"{base}?{urlencode({WORKSPACE_PARAM: workspace_id, **(settings or {})})}"
 
 
 def new_recorder(name: str) -> RunRecorder | None:
@@ -334,12 +335,30 @@ def _session_model(label: str) -> nn.Module:
 
 def sticky(widget, label: str, *args, key: str, default, **kwargs):
     """A widget whose value survives visits to other pages (Streamlit forgets widgets a page did not draw)."""
-    kept = f"{key}__kept"
     if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(kept, default)
+        st.session_state[key] = sticky_value(key, default)
     value = widget(label, *args, key=key, **kwargs)
-    st.session_state[kept] = value
+    st.session_state[_kept_key(key)] = value
     return value
+
+
+def _kept_key(key: str) -> str:
+    return f"{key}__kept"
+
+
+def sticky_value(key: str, default: Any) -> Any:
+    """The value a `sticky` widget has, or will show when drawn next: its own, else the one kept from its last
+    drawing, else the default."""
+    if key in st.session_state:
+        return st.session_state[key]
+    return st.session_state.get(_kept_key(key), default)
+
+
+def set_sticky(key: str, value: Any) -> None:
+    """Give a `sticky` widget a value before it is drawn in this script run (a link's settings); it keeps it across
+    pages like a value chosen by hand."""
+    st.session_state[key] = value
+    st.session_state[_kept_key(key)] = value
 
 
 def knob_widget(knob: Knob, *, key: str, default: Any, where: Any = st, **kwargs: Any) -> Any:
@@ -420,8 +439,9 @@ def _through_the_router() -> None:
     st.rerun()
 
 
-def workspace_sidebar(workspace_id: str) -> None:
-    """Where this visitor's runs are kept, and any message about the store or the address."""
+def workspace_sidebar(workspace_id: str, settings: dict[str, str] | None = None) -> None:
+    """Where this visitor's runs are kept, and any message about the store or the address; the link to copy holds
+    the page's settings when it gives them (the Train page)."""
     message = st.session_state.pop(SharedKey.WORKSPACE_MESSAGE, None)
     if message:
         st.warning(message)
@@ -430,13 +450,15 @@ def workspace_sidebar(workspace_id: str) -> None:
         st.warning(access.problem)
         return
     st.caption("Your runs are kept at this address: bookmark it (or copy the link) to come back to them, from "
-               "any browser. Anyone with the link sees them.")
-    st.code(workspace_link(workspace_id), language=None)
+               "any browser. Anyone with the link sees them."
+               + (" On this page the link also holds the training settings: it opens the page set up as it is now."
+                  if settings is not None else ""))
+    st.code(workspace_link(workspace_id, settings), language=None)
 
 
-def model_sidebar() -> ChosenModel:
+def model_sidebar(link_settings: dict[str, str] | None = None) -> ChosenModel:
     """The model choice, the same on every page: the default, this session's models, the workspace's saved runs,
-    or an uploaded file."""
+    or an uploaded file. `link_settings`: the page's settings as query parameters, for the link to copy."""
     _through_the_router()
     workspace_id = workspace()
     collect_finished_run()
@@ -447,7 +469,7 @@ def model_sidebar() -> ChosenModel:
         options = [*checkpoint.PRETRAINED, *models, *saved]
         if st.session_state.get(SharedKey.MODEL_WIDGET) not in (*options, None):
             st.session_state.pop(SharedKey.MODEL_WIDGET)  # a saved run deleted or renamed meanwhile
-            st.session_state.pop(f"{SharedKey.MODEL_WIDGET}__kept", None)
+            st.session_state.pop(_kept_key(SharedKey.MODEL_WIDGET), None)
         label = sticky(st.selectbox, "Model to use", options, key=SharedKey.MODEL_WIDGET,
                        default=DEFAULT_LABEL, help="The shipped models, models trained on the Train page in "
                                                    "this browser session, runs saved at this address, or a "
@@ -476,7 +498,7 @@ def model_sidebar() -> ChosenModel:
                                file_name=f"{ckpt.model_type}-model.pt", mime="application/octet-stream",
                                on_click="ignore")
         st.header("Your runs")
-        workspace_sidebar(workspace_id)
+        workspace_sidebar(workspace_id, link_settings)
     return ChosenModel(label, ckpt, model)
 
 

@@ -69,10 +69,14 @@ class Setting:
         return str(value)
 
     def written(self, value: Any) -> str:
-        """A value as the address holds it: a stored choice as it is (short), else as people read it."""
+        """A value as the address holds it: a stored choice as it is (short), a number bare (1000, not 1,000), a
+        named number by its name ('all'), yes or no."""
         if self.kind is str:
             return str(value)
-        return self.name_of(value)
+        name = self.name_of(value)
+        if self.kind is int and name.replace(",", "").isdigit():
+            return str(value)
+        return name
 
     def parse(self, text: str) -> Any:
         """The value a query parameter's text names; ValueError with the reason ('is not a number') if none."""

@@ -99,9 +99,10 @@ def _run(command: list[str], what: str, log: Path | None = None) -> None:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the duration: fsync off (a test server: speed, not durability), password login over
-    TCP on 127.0.0.1, the unix socket in its own folder. Stopped (immediately) and removed at the end."""
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the duration: password login over TCP on 127.0.0.1, the unix socket in its own
+    folder; fsync and synchronous commits off (a test server: speed, not durability) unless `durable` (a real
+    server's defaults, for measurements). Stopped (immediately) and removed at the end."""
     binaries = server_binaries()
     # Under /tmp itself, not pytest's 0700 folders: the server user must reach it when the tests run as root.
     folder = Path(tempfile.mkdtemp(prefix="cae-postgres-"))
@@ -124,7 +125,9 @@ def postgres_server() -> Iterator[PostgresServer]:
               "--no-locale", "--no-sync"], "make the database cluster")
         port = _free_port()
         options = (f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                   "-c max_connections=200")
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         _run([str(binaries / "pg_ctl"), "start", "--pgdata", str(data), "--log", str(log), "--wait", "--timeout",
               "60", "-o", options], "start the server", log)
         started = True

@@ -756,6 +756,7 @@ with RunStore(url, root=root) as store:
 """
 
 
+@pytest.mark.slow  # four processes a case, each importing the store
 @pytest.mark.parametrize("made_by", ["nothing", "version 1"])
 def test_servers_that_start_together_open_a_new_or_old_store_once(store_url, open_store, tmp_path, made_by):
     engine = old_store_engine(store_url, tmp_path)

@@ -93,6 +93,7 @@ STALE_SECONDS = 120.0  # a live run on another machine (or a live process) not h
 HOST_NAME_KEPT = 64  # of a host name in a run's owner (the column holds 200 characters)
 BUSY_SECONDS = 30.0
 SERVER_CONNECT_SECONDS = 10  # a server database that does not answer in this time is not there
+SERVER_CONNECTIONS = 20  # a process's most connections to a server database (a quarter kept open between uses)
 # PostgreSQL's serialization failure, deadlock detected, lock not available: the transaction is done again.
 RETRIED_SQLSTATES = ("40001", "40P01", "55P03")
 # PostgreSQL: the advisory lock that lets one opener at a time create or migrate the schema (any fixed number).
@@ -710,14 +711,16 @@ class RunStore:
         return engine
 
     def _make_server_engine(self, url: str) -> Engine:
-        """A server database (PostgreSQL): a pool as large as SQLite's, connections checked before use (a server
-        restarted meanwhile costs no request), a server that does not answer given up on after 10 s."""
+        """A server database (PostgreSQL): at most SERVER_CONNECTIONS connections a process (PostgreSQL allows 100
+        in all by default, shared by every app server), checked before use (a server restarted meanwhile costs no
+        request); a server that does not answer is given up on after SERVER_CONNECT_SECONDS."""
         parsed = server_url(url)
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = SERVER_CONNECT_SECONDS
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=30,
-                             pool_timeout=self.busy_seconds, connect_args=connect_args)
+        return create_engine(parsed, pool_pre_ping=True, pool_size=SERVER_CONNECTIONS // 4,
+                             max_overflow=SERVER_CONNECTIONS - SERVER_CONNECTIONS // 4, pool_timeout=self.busy_seconds,
+                             connect_args=connect_args)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -21,6 +21,7 @@ from cae.engine import preprocess
 from cae.models.contract import Prior
 from cae.models.noise import AMOUNT_KNOB, KIND_KNOB, Noise
 from cae.ui import common as ui
+from cae.ui import images
 from cae.ui.pen_up import send_on_pen_up
 from cae.views import explore
 from cae.views.figures import home as home_figures
@@ -101,15 +102,15 @@ def draw_and_reconstruct(chosen: ui.ChosenModel, noise: Noise | None, prior: Pri
     if image is not None:
         ui.set_current_digit(image, "drawn on the home page")
     with right:
-        result = ui.show_reconstruction(model, image, key="drawn", noise=noise,
-                                        noise_seed=st.session_state.get(HomeKey.NOISE_SEED, 0))
+        result = images.show_reconstruction(model, image, noise=noise,
+                                            noise_seed=st.session_state.get(HomeKey.NOISE_SEED, 0))
         if result is None:
             st.info("Draw a digit on the black square: the reconstruction appears when you lift the pen.")
             return
         st.caption("The model input is your drawing scaled into 20x20 and centred by its centre of mass in 28x28, "
                    "as MNIST made its digits.")
         show_scores(model, result.image)
-    ui.show_code(result, key="drawn")
+    images.show_code(result)
     if prior is not None:
         traversal(chosen, prior)
 
@@ -128,13 +129,13 @@ def picked_digit(chosen: ui.ChosenModel, grid_area) -> np.ndarray | None:
     """The pick controls here, the grid of picked digits and reconstructions in `grid_area` (below the result: 32
     digits above it pushed the result below the fold); returns the digit opened in the result view."""
     data = ui.shared_data()
-    images, labels = data.val_images, data.val_labels
+    digits, labels = data.val_images, data.val_labels
     how_col, what_col, sort_col = st.columns(3)
     how = how_col.radio("Choose", ["By index", "By digit", "At random"], horizontal=True, key=HomeKey.PICK_HOW)
     digit = start = seed = None
     worst_first = st.session_state.get(HomeKey.PICK_WORST, False)
     if how == "By index":
-        last = len(images) - 1
+        last = len(digits) - 1
         start = what_col.number_input(f"First index (0 to {last})", 0, last, 0, key=HomeKey.PICK_START,
                                       disabled=worst_first,
                                       help="Off while worst reconstructions come first: they come from every digit.")
@@ -149,14 +150,14 @@ def picked_digit(chosen: ui.ChosenModel, grid_area) -> np.ndarray | None:
         indices = worst_indices(chosen, labels, digit)
     else:
         indices = explore.choose_samples(labels, digit=digit, start=start or 0, count=SAMPLES_SHOWN, seed=seed)
-    scored = explore.score_samples(chosen.model, images, indices)
+    scored = explore.score_samples(chosen.model, digits, indices)
     if worst:
         scored = scored.worst_first()
     tags = [f"#{i} {m:.3f}" for i, m in zip(scored.indices, scored.mse)]
     with grid_area:
-        ui.chart(home_figures.comparison_grid(scored.originals, scored.outputs, tags,
-                                              title=f"MNIST {data.val_name} digits (top) and reconstructions "
-                                                    f"(below); label: index and MSE"), key="sample-grid")
+        images.show(home_figures.comparison_grid(scored.originals, scored.outputs, tags,
+                                                 title=f"MNIST {data.val_name} digits (top) and reconstructions "
+                                                       f"(below); label: index and MSE"))
     options = list(range(len(scored.indices)))
     choice = st.selectbox("Open in the result view", options, key=HomeKey.PICKED,
                           format_func=lambda k: f"#{scored.indices[k]}: a {int(labels[scored.indices[k]])}, "
@@ -172,11 +173,11 @@ def worst_indices(chosen: ui.ChosenModel, labels, digit: int | None) -> np.ndarr
     key = (chosen.label, id(chosen.model), digit, ui.shared_data().source)  # the data can change: an import
     if key not in cache:
         pool = explore.choose_samples(labels, digit=digit, count=len(labels))
-        images = ui.shared_data().val_images
+        digits = ui.shared_data().val_images
         progress = st.progress(0.0, text=f"Scoring {len(pool):,} digits ...")
         scores = []
         for start in range(0, len(pool), SCORING_CHUNK):
-            scores.append(explore.score_samples(chosen.model, images, pool[start:start + SCORING_CHUNK]).mse)
+            scores.append(explore.score_samples(chosen.model, digits, pool[start:start + SCORING_CHUNK]).mse)
             done = min(start + SCORING_CHUNK, len(pool))
             progress.progress(done / len(pool), text=f"Scoring {len(pool):,} digits ... {done:,} done")
         progress.empty()
@@ -209,8 +210,8 @@ def prior_samples(chosen: ui.ChosenModel, prior: Prior) -> None:
     st.button("Draw new codes", key="resample",
               on_click=lambda: st.session_state.update({HomeKey.SAMPLE_SEED: seed + 1}))
     samples = explore.sample_digits(chosen.model, SAMPLE_GRID, seed)
-    ui.chart(home_figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from "
-                                                    f"{prior.description}, seed {seed}"), key="prior-samples")
+    images.show(home_figures.digit_grid(samples, title=f"{SAMPLE_GRID} digits decoded from codes drawn from "
+                                                       f"{prior.description}, seed {seed}"))
 
 
 def traversal(chosen: ui.ChosenModel, prior: Prior) -> None:
@@ -223,11 +224,11 @@ def traversal(chosen: ui.ChosenModel, prior: Prior) -> None:
     code_size = chosen.model.config.code_size
     dimension = 0 if code_size == 1 else st.slider("Code number to sweep", 0, code_size - 1, 0,
                                                    key=HomeKey.TRAVERSE_DIMENSION)
-    values, images = explore.traversal(chosen.model, current.image, dimension)
+    values, swept = explore.traversal(chosen.model, current.image, dimension)
     low, high = prior.traversal_range()
-    ui.chart(home_figures.digit_grid(images, [f"{v:+.1f}" for v in values], per_row=len(images),
-                                     title=f"The current digit ({current.origin}), code number {dimension} swept "
-                                           f"from {low:g} to {high:g}"), key="traversal")
+    images.show(home_figures.digit_grid(swept, [f"{v:+.1f}" for v in values], per_row=len(swept),
+                                        title=f"The current digit ({current.origin}), code number {dimension} "
+                                              f"swept from {low:g} to {high:g}"))
 
 
 def home() -> None:
@@ -251,11 +252,11 @@ def home() -> None:
                 st.subheader("Reconstruction")
                 left, right = st.columns([3, 2])
                 with left:
-                    result = ui.show_reconstruction(chosen.model, digit, key="result", noise=noise,
-                                                    noise_seed=st.session_state.get(HomeKey.NOISE_SEED, 0))
+                    result = images.show_reconstruction(chosen.model, digit, noise=noise,
+                                                        noise_seed=st.session_state.get(HomeKey.NOISE_SEED, 0))
                     show_scores(chosen.model, digit)
                 with right:
-                    ui.show_code(result, key="result")
+                    images.show_code(result, width=450)
         if prior is not None:
             traversal(chosen, prior)
     if prior is not None:

@@ -3,7 +3,7 @@
 The lesson of "Convolutional Autoencoder for Dummies": a "deconvolution" is a full convolution with the kernel
 rotated 180 degrees. The page computes each transposed convolution both ways on this digit's activations and shows
 the difference, then steps through a small patch of the real model in two views (scatter and gather). Everything
-it computes comes from cae.views.inside; the figures from cae.views.figures.inside.
+it computes comes from cae.views.inside; the pictures from cae.views.figures.inside.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import streamlit as st
 
 from cae.ui import common as ui
+from cae.ui import images
 from cae.views import inside
 from cae.views.figures import inside as figures_inside
 
@@ -60,7 +61,7 @@ def the_digit() -> tuple[np.ndarray, str]:
 
 def show_stages(result: inside.Inside, tied: bool) -> None:
     encoder, decoder, other = inside.architecture(result.stages, result.parameters)
-    ui.chart(figures_inside.architecture_figure(encoder, decoder, tied=tied, other=other), key="hw-architecture")
+    images.show(figures_inside.architecture_figure(encoder, decoder, tied=tied, other=other))
     st.caption("Tied weights: the decoder's transposed convolutions use the encoder's kernels, so they add only "
                "their biases. Untied: each has kernels of its own, as many as the conv it mirrors.")
     last_image = result.stages.decoder[-1][0]
@@ -70,16 +71,16 @@ def show_stages(result: inside.Inside, tied: bool) -> None:
         for start in range(0, len(stages), STAGES_PER_ROW):
             columns = st.columns(STAGES_PER_ROW)
             for column, (name, values) in zip(columns, stages[start:start + STAGES_PER_ROW]):
-                figure = figures_inside.stage_figure(name, values, image=name in ("input", last_image))
-                ui.chart(figure, key=f"hw-stage-{part}-{name}", where=column)
+                picture = figures_inside.stage_figure(name, values, image=name in ("input", last_image))
+                images.show(picture, where=column)
                 column.caption(NOTES.get(name, ""))
 
 
 def show_check(check: inside.TransposedCheck, channel: int) -> None:
     channels = check.by_transpose.shape[1]
     channel = min(channel, channels - 1)
-    ui.chart(figures_inside.comparison_figure(check.by_transpose[0, channel], check.by_full_conv[0, channel],
-                                              layer=check.layer, channel=channel), key=f"hw-compare-{check.layer}")
+    images.show(figures_inside.comparison_figure(check.by_transpose[0, channel], check.by_full_conv[0, channel],
+                                                 layer=check.layer, channel=channel))
     over = f"all {channels} channels" if channels > 1 else "its one channel"
     st.metric(f"{check.layer}: max difference over {over}", f"{check.max_difference:.1e}",
               help="Largest |conv_transpose2d - full convolution| over every channel and pixel, in float64. "
@@ -95,9 +96,8 @@ def show_check(check: inside.TransposedCheck, channel: int) -> None:
                     f"{decoder_pointer:#x}, {check.encoder_layer}'s is {encoder_pointer:#x}); its kernels differ "
                     f"from {check.encoder_layer}'s by up to {check.from_encoder:.3f}. The lesson holds all the same.")
     kernels = check.kernels[:, channel]
-    ui.chart(figures_inside.kernels_figure(kernels, title=f"The {len(kernels)} kernels {check.layer} applies to "
-                                                          f"make channel {channel}"),
-             key=f"hw-kernels-{check.layer}")
+    images.show(figures_inside.kernels_figure(kernels, title=f"The {len(kernels)} kernels {check.layer} applies "
+                                                             f"to make channel {channel}"))
 
 
 @st.fragment
@@ -118,14 +118,14 @@ def step_through(example: inside.StepExample) -> None:
     st.markdown(f"A 4x4 patch of what deconv1 reads (channel {example.channel}) and deconv1's real 5x5 kernel for "
                 "that channel. Its full output is 8x8: every place where kernel and patch overlap. (The model adds "
                 "up such outputs over all 32 channels and every patch, plus a bias.)")
-    ui.chart(figures_inside.upscale_figure(example.upscale_source, inputs), key="hw-upscale")
+    images.show(figures_inside.upscale_figure(example.upscale_source, inputs))
     rows, cols = inside.output_shape(inputs, kernel, full=True)
     position = st.slider("Output cell followed (in reading order)", 0, rows * cols - 1, 0, key=InsideKey.STEP,
                          help="Use the arrow keys for one step at a time.")
     scatter = inside.scatter_step(inputs, kernel, position)
     gather = inside.gather_step(inputs, kernel, position, full=True)
-    ui.chart(figures_inside.scatter_figure(inputs, kernel, scatter), key="hw-scatter")
-    ui.chart(figures_inside.gather_figure(gather, full=True, inputs_title="patch"), key="hw-gather")
+    images.show(figures_inside.scatter_figure(inputs, kernel, scatter))
+    images.show(figures_inside.gather_figure(gather, full=True, inputs_title="patch"))
     row, col = scatter.cell
     terms = " + ".join(f"{x:.2f}×{w:.2f}" for _, _, x, w in scatter.terms)
     with st.container(key="hw_numbers"):
@@ -141,7 +141,7 @@ def step_through(example: inside.StepExample) -> None:
     valid_position = st.slider("Encoder output cell followed", 0, valid_rows * valid_cols - 1, 0,
                                key=InsideKey.VALID_STEP)
     valid = inside.gather_step(example.encoder_inputs, example.encoder_kernel, valid_position, full=False)
-    ui.chart(figures_inside.gather_figure(valid, full=False, inputs_title="digit patch", digit=True), key="hw-valid")
+    images.show(figures_inside.gather_figure(valid, full=False, inputs_title="digit patch", digit=True))
     st.caption("conv1 then adds its bias to each cell and applies the activation: the conv1 stage above.")
 
 

@@ -166,25 +166,39 @@ def wait_for_plot(page, title_part: str, *, min_points: int = 0, timeout: float 
                            arg=[title_part, min_points], timeout=timeout)
 
 
+def wait_for_picture(page, alt_part: str, *, timeout: float = 60_000) -> None:
+    """Wait until a picture (st.image) whose alt text contains alt_part is loaded and drawn."""
+    page.wait_for_function("""part => [...document.images].some(img => (img.alt || '').includes(part)
+        && img.complete && img.naturalWidth > 0)""", arg=alt_part, timeout=timeout)
+
+
+def picture_alts(page) -> list[str]:
+    """The alt text of every picture on the page (each names what it shows: the panels' titles, a stage ...)."""
+    return page.evaluate("() => [...document.images].map(img => img.alt || '')")
+
+
+def plotly_loaded(page) -> bool:
+    """Whether the page has fetched plotly.js (Streamlit's PlotlyChart chunk, fetched with the first chart)."""
+    return page.evaluate("() => performance.getEntriesByType('resource').some(e => e.name.includes('PlotlyChart'))")
+
+
 def wait_for_reconstruction(page, timeout: float = 30_000) -> None:
-    """Until the result figure (its panel titled "Reconstruction") is drawn by plotly and the MSE is shown."""
-    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
-        el._fullLayout && (el._fullLayout.annotations || []).some(a => String(a.text).includes('Reconstruction'))
-        && el.querySelector('.heatmaplayer image'))
-        && document.querySelector('[data-testid="stMetricValue"]')""", timeout=timeout)
+    """Until the result picture (its panel titled "Reconstruction") is drawn and the MSE is shown."""
+    page.wait_for_function("""() => [...document.images].some(img => (img.alt || '').includes('Reconstruction')
+        && img.complete && img.naturalWidth > 0) && document.querySelector('[data-testid="stMetricValue"]')""",
+                           timeout=timeout)
 
 
-# Installed before the page loads: notes each mouse-up, and on every animation frame whether the pixels of the
-# figure with the "Reconstruction" panel changed; `shown - up` is then mouse-up to new pixels on screen.
+# Installed before the page loads: notes each mouse-up, and on every animation frame whether the result picture
+# (the one with the "Reconstruction" panel) shows new pixels: a new source, loaded; `shown - up` is then mouse-up
+# to new pixels on screen.
 WATCH_RECONSTRUCTION = """(() => {
   const w = window.__cae = {up: 0, shown: 0, last: ''};
   document.addEventListener('mouseup', () => { w.up = performance.now(); w.shown = 0; }, true);
   const tick = () => {
-    const plot = [...document.querySelectorAll('.js-plotly-plot')].find(el => el._fullLayout &&
-      (el._fullLayout.annotations || []).some(a => String(a.text).includes('Reconstruction')));
-    const image = plot && plot.querySelector('.heatmaplayer image');
-    const href = image ? image.getAttribute('href') : '';
-    if (href && href !== w.last) { w.last = href; if (w.up && !w.shown) w.shown = performance.now(); }
+    const image = [...document.images].find(img => (img.alt || '').includes('Reconstruction'));
+    const source = image && image.complete && image.naturalWidth > 0 ? image.currentSrc || image.src : '';
+    if (source && source !== w.last) { w.last = source; if (w.up && !w.shown) w.shown = performance.now(); }
     requestAnimationFrame(tick);
   };
   requestAnimationFrame(tick);

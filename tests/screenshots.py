@@ -22,6 +22,7 @@ from tests.browser import (
     chromium,
     draw,
     streamlit_server,
+    wait_for_picture,
     wait_for_plot,
     wait_for_reconstruction,
     wait_images_loaded,
@@ -48,7 +49,7 @@ def home(page, url: str) -> None:
     page.goto(url)
     draw(page, SEVEN)
     wait_for_reconstruction(page)
-    wait_for_plot(page, "The code")
+    wait_for_picture(page, "The code")
     wait_images_loaded(page)
 
 
@@ -63,7 +64,7 @@ def train(page, url: str) -> None:
 
 def how_it_works(page, url: str) -> None:
     page.goto(f"{url}/How_it_works")
-    wait_for_plot(page, "·")  # a stage of the network, drawn
+    wait_for_picture(page, "·")  # a stage of the network, drawn
     wait_images_loaded(page)
 
 

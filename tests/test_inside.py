@@ -1,10 +1,8 @@
-"""cae.views.inside and its figures: the transposed convs as full convolutions (tied and untied, every channel, a
-batch), stage shapes, parameter counts against a hand count, the step-through's numbers, JSON-stable figures."""
-
-import json
+"""cae.views.inside and its pictures: the transposed convs as full convolutions (tied and untied, every channel, a
+batch), stage shapes, parameter counts against a hand count, the step-through's numbers, pictures that fit their
+frames."""
 
 import numpy as np
-import plotly.io as pio
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +11,7 @@ from torch import nn
 from cae.models.autoencoder import ConvAutoencoder, ModelConfig
 from cae.views import inside
 from cae.views.figures import inside as figures_inside
+from tests.pictures import SVG, read
 
 IMAGES = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -137,7 +136,7 @@ def test_stages_a_model_type_adds_are_shown_in_order_and_counted_once():
     assert counts["mean"] == counts["log_variance"] == 512 * 32 + 32 and counts["code"] == 0  # a sampling step
     assert sum(b.tied for b in encoder + decoder + other) == sum(p.numel() for p in network.parameters())
     assert all(c.max_difference < 1e-5 for c in result.checks)
-    title = figures_inside.architecture_figure(encoder, decoder, tied=True, other=other).layout.title.text
+    title = figures_inside.architecture_figure(encoder, decoder, tied=True, other=other).alt
     assert title.startswith(f"The network: {59_809 + 16_416:,} parameters with tied weights")
 
 
@@ -239,15 +238,35 @@ def all_figures():
     }
 
 
-def test_every_figure_is_json_stable_so_the_browser_plots_it_once():
-    for name, figure in all_figures().items():
-        spec = json.loads(pio.to_json(figure, validate=False))
-        assert "bdata" not in json.dumps(spec), name
-        assert spec["layout"]["template"] is None, name
-        assert isinstance(spec["layout"]["datarevision"], int), name
-        assert spec["layout"]["margin"]["autoexpand"] is False, name
+@pytest.mark.parametrize("name", list(all_figures()))
+def test_every_picture_draws_inside_its_frame(name):
+    """SVG text does not wrap and anything outside the frame is cut off: every block of pixels lies inside, and
+    every text fits (at about half an em a character, a sans-serif's average)."""
+    picture = all_figures()[name]
+    shown = read(picture)
+    root = shown.root
+    assert (float(root.get("width")), float(root.get("height"))) == (picture.width, picture.height)
+    for node in root.iter(f"{SVG}image"):
+        x, y, width, height = (float(node.get(key)) for key in ("x", "y", "width", "height"))
+        assert -0.5 <= x and x + width <= picture.width + 0.5 and -0.5 <= y and y + height <= picture.height + 0.5
+    for node in root.iter(f"{SVG}text"):
+        x, y, size = float(node.get("x")), float(node.get("y")), float(node.get("font-size"))
+        extent = 0.5 * size * len(node.text)
+        left = {"start": x, "middle": x - extent / 2, "end": x - extent}[node.get("text-anchor")]
+        assert -1 <= left and left + extent <= picture.width + 1, (name, node.text)
+        assert 0 <= y <= picture.height, (name, node.text)
+    assert shown.alt and shown.layers or name == "architecture"  # an alt text; pixels except in the diagram
+
+
+def test_the_step_through_pictures_write_their_cells_numbers():
+    result = inside.look_inside(model(False), IMAGES[0, 0].numpy())
+    example = result.example
+    gather = inside.gather_step(example.decoder_inputs, example.decoder_kernel, 9, full=True)
+    texts = read(figures_inside.gather_figure(gather, full=True)).texts
+    assert f"{gather.value:.2f}".replace("-0.00", "0.00") in texts  # the followed cell's number, in its cell
+    assert all(f"{v:.2f}".replace("-0.00", "0.00") in texts for v in gather.kernel.ravel())  # every kernel weight
 
 
 def test_the_architecture_title_gives_both_totals():
-    title = all_figures()["architecture"].layout.title.text
+    title = read(all_figures()["architecture"]).texts[0]
     assert "59,809 parameters with tied weights, 86,209 untied" in title and "this model: untied" in title

@@ -1,7 +1,6 @@
 """The "How it works" page under AppTest (the default model, a digit drawn on the home page, an untied model, the
 step-through's numbers) and in Chromium (the page loads, the step-through moves with the keyboard, a screenshot)."""
 
-import json
 import re
 
 import numpy as np
@@ -14,17 +13,14 @@ from cae.models.autoencoder import ConvAutoencoder, ModelConfig
 from cae.ui.common import SharedKey
 from tests.conftest import ROOT
 from tests.drawing import SEVEN, canvas, canvas_state
+from tests.pictures import Shown, shown_pictures
 
 PAGE = "pages/2_How_it_works.py"
 
 
-def specs(at) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def titled(at, start: str) -> dict:
-    """The chart whose title starts with `start`."""
-    return next(s for s in specs(at) if str(s["layout"].get("title", {}).get("text", "")).startswith(start))
+def titled(at, start: str) -> Shown:
+    """The picture whose title (the start of its alt text) starts with `start`."""
+    return next(p for p in shown_pictures(at) if p.alt.startswith(start))
 
 
 def max_differences(at) -> list[float]:
@@ -49,13 +45,12 @@ def test_the_page_renders_for_the_default_model_with_a_fixed_mnist_digit(app):
     from cae.engine.data import load_mnist
 
     expected = load_mnist().val_images[0].numpy() / 255
-    assert np.allclose(np.array(titled(app, "input · 1×28×28")["data"][0]["z"]), expected, atol=1e-5)
-    names = [s["layout"]["title"]["text"].split(" · ")[0] for s in specs(app) if " · " in
-             str(s["layout"].get("title", {}).get("text", ""))]
+    assert np.allclose(titled(app, "input · 1×28×28").grey(0), expected, atol=1 / 255)  # pixels as bytes
+    names = [p.alt.split(" · ")[0] for p in shown_pictures(app) if " · " in p.alt]
     assert names[:13] == ["input", "conv1", "pool1", "conv2", "pool2", "flatten", "code", "dense", "reshape",
                           "upscale2", "deconv2", "upscale1", "deconv1"]
-    assert titled(app, "The network:")["layout"]["title"]["text"].startswith(
-        "The network: 59,809 parameters with tied weights, 86,209 untied")
+    assert titled(app, "The network:").alt.startswith("The network: 59,809 parameters with tied weights, 86,209 untied")
+    assert not app.get("plotly_chart")  # pictures only: the page opens without plotly.js
     differences = max_differences(app)
     assert len(differences) == 2 and all(0 <= d < 1e-5 for d in differences)
     assert sum("is **True**" in m.value and "model.deconv2_w is model.conv2.weight" in m.value
@@ -64,10 +59,8 @@ def test_the_page_renders_for_the_default_model_with_a_fixed_mnist_digit(app):
 
 def home_model_input(at) -> tuple[np.ndarray, np.ndarray]:
     """The home page's result panels: model input and reconstruction, as the page drew them."""
-    panels = next(s for s in specs(at) if any(a["text"] == "Model input (28x28)"
-                                               for a in s["layout"].get("annotations", [])))
-    grey = np.array(panels["data"][0]["z"], dtype=float)
-    return grey[:, :28], grey[:, 31:59]
+    panels = next(p for p in shown_pictures(at) if p.alt.startswith("Model input (28x28)"))
+    return panels.grey(0), panels.grey(1)
 
 
 def test_a_digit_drawn_on_the_home_page_is_the_digit_this_page_shows(app):
@@ -79,9 +72,9 @@ def test_a_digit_drawn_on_the_home_page_is_the_digit_this_page_shows(app):
     app.switch_page(PAGE).run()
     assert not app.exception
     assert "digit: drawn on the home page" in app.caption[0].value
-    assert np.allclose(np.array(titled(app, "input · 1×28×28")["data"][0]["z"]), model_input, atol=1e-5)
+    assert np.array_equal(titled(app, "input · 1×28×28").grey(0), model_input)
     # The same digit through the same model: the last stage is the home page's reconstruction.
-    assert np.allclose(np.array(titled(app, "deconv1 · 1×28×28")["data"][0]["z"]), reconstruction, atol=1e-4)
+    assert np.allclose(titled(app, "deconv1 · 1×28×28").grey(0), reconstruction, atol=1 / 255)
 
 
 def untied_checkpoint() -> Checkpoint:
@@ -104,7 +97,7 @@ def test_an_untied_model_shows_the_decoders_own_kernels_and_the_lesson_still_hol
     assert float(re.search(r"differ from conv2's by up to ([0-9]+\.[0-9]+)", untied[0]).group(1)) > 0.01
     differences = max_differences(app)
     assert len(differences) == 2 and all(0 <= d < 1e-5 for d in differences)
-    assert "this model: untied" in titled(app, "The network:")["layout"]["title"]["text"]
+    assert "this model: untied" in titled(app, "The network:").alt
 
 
 def test_the_step_through_computes_the_followed_cell_both_ways_and_moves(app):
@@ -116,15 +109,15 @@ def test_the_step_through_computes_the_followed_cell_both_ways_and_moves(app):
     assert moved != first and "Output cell **(2, 3)**" in moved
     scatter, gather = re.findall(r"\*\*(-?[0-9.]+)\*\*", moved)
     assert scatter == gather
-    assert "(2, 3) = sum of window" in titled(app, "Gather (full convolution")["layout"]["title"]["text"]
+    assert "(2, 3) = sum of window" in titled(app, "Gather (full convolution").alt
     app.slider(key="hw_channel").set_value(5).run()
     assert titled(app, "deconv2, output channel 5")
     app.slider(key="hw_valid_step").set_value(15).run()
-    assert "output cell (3, 3)" in titled(app, "The encoder's valid convolution")["layout"]["title"]["text"]
+    assert "output cell (3, 3)" in titled(app, "The encoder's valid convolution").alt
 
 
 def test_in_chromium_the_page_loads_and_the_step_through_moves_with_the_keyboard(app_server):
-    from tests.browser import chromium, screenshot, wait_for_plot, wait_images_loaded
+    from tests.browser import chromium, plotly_loaded, screenshot, wait_for_picture, wait_images_loaded
 
     with chromium() as context:
         page = context.new_page()
@@ -135,8 +128,9 @@ def test_in_chromium_the_page_loads_and_the_step_through_moves_with_the_keyboard
         page.goto(f"{app_server.url}/How_it_works")
         numbers = page.locator(".st-key-hw_numbers")
         numbers.get_by_text("Output cell").wait_for(timeout=90_000)
-        wait_for_plot(page, "Scatter")
-        wait_for_plot(page, "deconv1 · 1×28×28")
+        wait_for_picture(page, "Scatter")
+        wait_for_picture(page, "deconv1 · 1×28×28")
+        assert not plotly_loaded(page)  # every picture of the page without plotly.js
         before = numbers.inner_text()
         assert "(0, 0)" in before
         thumb = page.get_by_role("slider", name="Output cell followed (in reading order)")  # input type=range
@@ -149,11 +143,11 @@ def test_in_chromium_the_page_loads_and_the_step_through_moves_with_the_keyboard
         after = numbers.inner_text()
         values = re.findall(r"(-?\d+\.\d{4})", after.split("\n")[0])
         assert len(values) == 2 and values[0] == values[1]  # scatter and gather agree
-        wait_for_plot(page, "Scatter (transposed convolution): stamps of input cells up to (0, 3)")
+        wait_for_picture(page, "Scatter (transposed convolution): stamps of input cells up to (0, 3)")
         metrics = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
         assert len(metrics) == 2 and all(float(text) < 1e-5 for text in metrics)
         assert page.get_by_test_id("stSidebarNav").get_by_text("Draw and reconstruct").is_visible()  # the router's
         page.set_viewport_size({"width": 1400, "height": 5400})  # the whole page in the screenshot
-        wait_for_plot(page, "The encoder's valid convolution")
+        wait_for_picture(page, "The encoder's valid convolution")
         wait_images_loaded(page)
         assert screenshot(page, "how-it-works.png").stat().st_size > 50_000

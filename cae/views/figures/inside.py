@@ -1,8 +1,9 @@
-"""Figure builders for the "How it works" page: stage maps, the architecture diagram, the two computations of a
+"""The pictures of the "How it works" page: stage maps, the architecture diagram, the two computations of a
 transposed convolution side by side, and the step-through's small numbered grids. No st.* here.
 
-Built on cae.views.figures.base and its conventions (see stable_figure): plain lists, a data revision, no
-template, explicit ranges for image axes and fixed margins, so the browser plots each chart once.
+Pictures, not charts (cae.views.figures.pictures): the page shows 22 of them, and as charts the browser plotted all
+of them in one long task, after loading plotly.js, before the first one appeared. What they lose is the hover
+value of each cell; the step-through writes its numbers in the cells.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import plotly.graph_objects as go
 
-from cae.views.figures.base import DIVERGING, GREY, INK, RULE, image_axes, stable_figure, tile
+from cae.views.figures.base import INK, RULE, tile
+from cae.views.figures.pictures import Drawing, Picture, coloured, fitted
 from cae.views.inside import Box, GatherStep, ScatterStep, shape_text
 
 HIGHLIGHT = "#ffb000"  # the output cell followed in every view
@@ -41,64 +42,79 @@ def stage_grid(values: np.ndarray) -> np.ndarray:
     return tile(values, per_row=8)
 
 
-def stage_figure(name: str, values: np.ndarray, *, image: bool = False) -> go.Figure:
+STAGE_WIDTH = 240  # screen pixels of a stage picture at its natural size: about a quarter of the page
+STAGE_HEIGHT = 170  # the most a stage's maps take
+CELL = 30  # screen pixels of a step-through cell: room for a number such as -0.12
+
+
+def stage_figure(name: str, values: np.ndarray, *, image: bool = False) -> Picture:
     """One stage: its maps (or vector) with its shape in the title; `image` for values in [0, 1] (grey)."""
     grid = stage_grid(values)
+    rows, cols = grid.shape
     if image:
-        colours = dict(zmin=0, zmax=1, colorscale=GREY)
+        rgba = coloured(grid, "grey", 0, 1)
     else:
         limit = _limit(grid)
-        colours = dict(zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING)
-    heatmap = dict(type="heatmap", z=grid, showscale=False, hovertemplate="%{z:.3f}<extra></extra>", **colours)
-    rows, cols = grid.shape
-    plot_height = int(np.clip(200 * rows / cols, 16, 170))  # a quarter of the page: ~170 px centred, ~300 wide
-    return stable_figure([heatmap], title=dict(text=f"{name} · {shape_text(values.shape)}", font=dict(size=13)),
-                         height=plot_height + 40, margin=dict(l=5, r=5, t=32, b=8), **image_axes(rows, cols))
+        rgba = coloured(grid, "diverging", -limit, limit)
+    pixel = min(STAGE_WIDTH / cols, STAGE_HEIGHT / rows)
+    height = max(rows * pixel, 16)  # a vector of one row (the code) is drawn 16 pixels high, not a hairline
+    band = 26
+    title = f"{name} · {shape_text(values.shape)}"
+    drawing = Drawing(STAGE_WIDTH, band + height)
+    drawing.text(2, 17, title, size=fitted(title, STAGE_WIDTH - 4, 13), bold=True)
+    drawing.pixels(rgba, (STAGE_WIDTH - cols * pixel) / 2, band, cols * pixel, height)
+    scale = "ink from 0 to 1" if image else f"blue -{limit:.3g}, white 0, red +{limit:.3g}"
+    return drawing.picture(f"{title}: {scale}")
 
 
-def _params_text(box: Box) -> str:
+def _params_lines(box: Box) -> list[str]:
     if box.tied == box.untied:
-        return f"{box.tied:,} params" if box.tied else "no params"
-    return f"{box.tied:,} tied<br>{box.untied:,} untied"
+        return [f"{box.tied:,} params" if box.tied else "no params"]
+    return [f"{box.tied:,} tied", f"{box.untied:,} untied"]
 
 
 def architecture_figure(encoder: Sequence[Box], decoder: Sequence[Box], *, tied: bool,
-                        other: Sequence[Box] = ()) -> go.Figure:
+                        other: Sequence[Box] = (), width: int = 1000) -> Picture:
     """The encoder left to right on top, the decoder right to left beneath it, so each decoder stage sits under
     the encoder stage of the same shape: the mirror the post describes. `other`: layers no stage names."""
-    width, gap = 1.0, 0.3
-    step = width + gap
+    box_width, gap, row_step = 1.0, 0.3, 1.6  # in box units: a box is 1 x 1
+    step = box_width + gap
     columns = max(len(encoder), len(decoder))
-    shapes, notes = [], []
+    top, x_unit, y_unit = 44, width / (columns * step - gap + 0.2), 88
+    drawing = Drawing(width, top + (row_step + 1) * y_unit + 6)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (x + 0.1) * x_unit, top + y * y_unit
+
+    every = [*encoder, *decoder, *other]
+    tied_total, untied_total = sum(b.tied for b in every), sum(b.untied for b in every)
+    title = (f"The network: {tied_total:,} parameters with tied weights, {untied_total:,} untied "
+             f"(this model: {'tied' if tied else 'untied'})")
+    if other:
+        title += " · also " + ", ".join(f"{b.stage} {' / '.join(_params_lines(b))}" for b in other)
+    drawing.text(4, 22, title, size=fitted(title, width - 8), bold=True)
     placed = [(box, index, 0) for index, box in enumerate(encoder)]
     placed += [(box, len(decoder) - 1 - index, 1) for index, box in enumerate(decoder)]
     for box, column, row in placed:
-        x0, y0 = column * step, row * 1.6
+        x0, y0 = at(column * step, row * row_step)
         is_code = row == 0 and column == len(encoder) - 1
         fill = CODE_COLOUR if is_code else (ENCODER_COLOUR if row == 0 else DECODER_COLOUR)
-        shapes.append(dict(type="rect", x0=x0, x1=x0 + width, y0=y0, y1=y0 + 1, fillcolor=fill,
-                           line=dict(color=RULE), layer="below"))
-        notes.append(dict(x=x0 + width / 2, y=y0 + 0.5, showarrow=False, font=dict(size=11),
-                          text=f"<b>{box.stage}</b><br>{box.shape}<br>{_params_text(box)}"))
-    for a, b in zip(placed, placed[1:]):
-        (_, column_a, row_a), (_, column_b, row_b) = a, b
-        start = (column_a * step + width / 2, row_a * 1.6 + 1) if row_b != row_a else \
-            (column_a * step + (width if column_b > column_a else 0), row_a * 1.6 + 0.5)
-        end = (column_b * step + width / 2, row_b * 1.6) if row_b != row_a else \
-            (column_b * step + (0 if column_b > column_a else width), row_b * 1.6 + 0.5)
-        notes.append(dict(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y", axref="x", ayref="y",
-                          text="", showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.2, arrowcolor=INK))
-    every = [*encoder, *decoder, *other]
-    tied_total, untied_total = sum(b.tied for b in every), sum(b.untied for b in every)
-    chosen = "tied" if tied else "untied"
-    title = (f"The network: {tied_total:,} parameters with tied weights, {untied_total:,} untied "
-             f"(this model: {chosen})")
-    if other:
-        title += " · also " + ", ".join(f"{b.stage} {_params_text(b)}" for b in other)
-    return stable_figure([], title=dict(text=title), shapes=shapes, annotations=notes, height=300,
-                         margin=dict(l=5, r=5, t=40, b=5),
-                         xaxis=dict(visible=False, range=[-0.1, columns * step - gap + 0.1]),
-                         yaxis=dict(visible=False, range=[2.7, -0.1]))
+        drawing.rect(x0, y0, box_width * x_unit, y_unit, fill=fill, stroke=RULE)
+        lines = [box.stage, box.shape, *_params_lines(box)]
+        first = y0 + y_unit / 2 - (len(lines) - 1) * 7
+        for number, line in enumerate(lines):
+            drawing.text(x0 + box_width * x_unit / 2, first + number * 14, line, size=11, anchor="middle",
+                         baseline="middle", bold=number == 0, colour="#31333f" if is_code else INK)
+    for (_, column_a, row_a), (_, column_b, row_b) in zip(placed, placed[1:]):
+        if row_b != row_a:  # down from the code's box to the decoder's first
+            start = at(column_a * step + box_width / 2, row_a * row_step + 1)
+            end = at(column_b * step + box_width / 2, row_b * row_step)
+        else:
+            rightwards = column_b > column_a
+            start = at(column_a * step + (box_width if rightwards else 0), row_a * row_step + 0.5)
+            end = at(column_b * step + (0 if rightwards else box_width), row_b * row_step + 0.5)
+        drawing.line(*start, *end, stroke=INK, stroke_width=1.2, arrow=True)
+    return drawing.picture(title)
 
 
 @dataclass
@@ -112,61 +128,72 @@ class Panel:
     boxes: list[tuple[int, int, int, int, str]] = field(default_factory=list)  # (row, col, rows, cols, colour)
 
 
-def panels_figure(panels: Sequence[Panel], *, title: str, height: int = 330, digits: int = 2,
-                  gap: float = 1.5) -> go.Figure:
-    """Small grids side by side on one pair of axes (one trace each), numbers in the cells, boxes around cells."""
-    traces, shapes, notes = [], [], []
-    left = 0.0
+def _ink_on(rgb: np.ndarray) -> str:
+    """Black or white, whichever reads on a cell of this colour."""
+    luminance = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    return "#000000" if luminance > 140 else "#ffffff"
+
+
+def panels_figure(panels: Sequence[Panel], *, title: str, digits: int = 2, gap: float = 1.5,
+                  cell: float = CELL) -> Picture:
+    """Small grids side by side, numbers in the cells, boxes around cells, each grid titled above."""
     rows = max(p.values.shape[0] for p in panels)
+    width = (sum(p.values.shape[1] for p in panels) + gap * (len(panels) - 1)) * cell
+    top = 50
+    drawing = Drawing(width, top + rows * cell + 4)
+    drawing.text(2, 18, title, size=fitted(title, width - 4, 14), bold=True)
+    left = 0.0
     for panel in panels:
         values = np.asarray(panel.values, np.float64)
         limit = _limit(values)
-        colours = dict(zmin=0, zmax=1, colorscale=GREY) if panel.grey else \
-            dict(zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING)
-        trace = dict(type="heatmap", z=values, x0=left, dx=1, y0=0, dy=1, showscale=False,
-                     hovertemplate="%{z:.4f}<extra></extra>", **colours)
+        scale, low, high = ("grey", 0, 1) if panel.grey else ("diverging", -limit, limit)
+        rgba = coloured(values, scale, low, high)
+        panel_rows, panel_cols = values.shape
+        drawing.pixels(rgba, left, top, panel_cols * cell, panel_rows * cell)
+        drawing.text(left, top - 8, panel.title, size=fitted(panel.title, max(panel_cols * cell, 4 * cell), 12))
         if panel.numbers is not False:
-            shown = np.broadcast_to(np.asarray(panel.numbers, bool), values.shape).tolist()
-            trace["text"] = [[f"{v:.{digits}f}".replace("-0.00", "0.00") if keep else "" for v, keep in zip(row, mask)]
-                             for row, mask in zip(values.tolist(), shown)]
-            trace["texttemplate"] = "%{text}"
-            trace["textfont"] = dict(size=9)
-        traces.append(trace)
-        notes.append(dict(x=left - 0.5, y=-0.7, text=panel.title, showarrow=False, xanchor="left",
-                          yanchor="bottom", font=dict(size=12)))
+            shown = np.broadcast_to(np.asarray(panel.numbers, bool), values.shape)
+            for (row, col), value in np.ndenumerate(values):
+                if shown[row, col]:
+                    text = f"{value:.{digits}f}".replace("-0.00", "0.00")
+                    drawing.text(left + (col + 0.5) * cell, top + (row + 0.5) * cell, text, size=9, anchor="middle",
+                                 baseline="central", colour=_ink_on(rgba[row, col, :3]))
         for row, col, box_rows, box_cols, colour in panel.boxes:
-            shapes.append(dict(type="rect", x0=left + col - 0.5, x1=left + col + box_cols - 0.5, y0=row - 0.5,
-                               y1=row + box_rows - 0.5, line=dict(color=colour, width=3)))
-        left += values.shape[1] + gap
-    width = left - gap
-    return stable_figure(traces, title=dict(text=title, font=dict(size=14)), shapes=shapes, annotations=notes,
-                         height=height, margin=dict(l=5, r=5, t=58, b=5), **image_axes(rows, width, headroom=1.6))
+            drawing.rect(left + col * cell, top + row * cell, box_cols * cell, box_rows * cell, stroke=colour,
+                         stroke_width=3)
+        left += (panel_cols + gap) * cell
+    return drawing.picture(f"{title}: " + "; ".join(panel.title for panel in panels))
 
 
-def comparison_figure(by_transpose: np.ndarray, by_full_conv: np.ndarray, *, layer: str, channel: int) -> go.Figure:
+def comparison_figure(by_transpose: np.ndarray, by_full_conv: np.ndarray, *, layer: str, channel: int,
+                      width: int = 480) -> Picture:
     """One output channel computed both ways and their difference, all three on the values' own scale.
 
-    The difference keeps the values' scale: scaled to its own maximum (rounding, ~1e-15) it looked like a large
-    speckled difference. At this scale rounding is blank, and the panel's title gives its size.
+    The difference keeps the values' scale (white to black from zero to the values' largest): scaled to its own
+    maximum (rounding, ~1e-15) it looked like a large speckled difference. At this scale rounding is blank, and the
+    panel's title gives its size.
     """
     difference = np.abs(by_transpose - by_full_conv)
     limit = _limit(np.stack([by_transpose, by_full_conv]))
     size = by_transpose.shape[0]
     gap = max(2, size // 4)
-    traces = []
-    titles = ["conv_transpose2d", "full conv, rotated", difference_title(float(difference.max()), limit)]
-    for index, values in enumerate((by_transpose, by_full_conv)):
-        traces.append(dict(type="heatmap", z=values, x0=index * (size + gap), dx=1, zmin=-limit, zmax=limit, zmid=0,
-                           colorscale=DIVERGING, showscale=False, hovertemplate="%{z:.5f}<extra></extra>"))
-    traces.append(dict(type="heatmap", z=difference, x0=2 * (size + gap), dx=1, zmin=0, zmax=limit,
-                       colorscale="Greys", showscale=False, hovertemplate="%{z:.2e}<extra></extra>"))
-    notes = [dict(x=index * (size + gap) - 0.5, y=-0.6, text=text, showarrow=False, xanchor="left",
-                  yanchor="bottom", font=dict(size=11)) for index, text in enumerate(titles)]
-    shape = shape_text(by_transpose.shape)
-    return stable_figure(traces, title=dict(text=f"{layer}, output channel {channel} ({shape}), before its activation",
-                                            font=dict(size=14)),
-                         annotations=notes, height=240, margin=dict(l=5, r=5, t=58, b=5),
-                         **image_axes(size, 3 * size + 2 * gap, headroom=max(2.0, size * 0.18)))
+    pixel = width / (3 * size + 2 * gap)
+    top = 58
+    drawing = Drawing(width, top + size * pixel + 4)
+    title = f"{layer}, output channel {channel} ({shape_text(by_transpose.shape)}), before its activation"
+    drawing.text(2, 18, title, size=fitted(title, width - 4, 14), bold=True)
+    panels = [("conv_transpose2d", coloured(by_transpose, "diverging", -limit, limit)),
+              ("full conv, rotated", coloured(by_full_conv, "diverging", -limit, limit)),
+              (difference_title(float(difference.max()), limit), coloured(difference, "greys", 0, limit))]
+    for index, (text, rgba) in enumerate(panels):
+        left = index * (size + gap) * pixel
+        drawing.pixels(rgba, left, top, size * pixel, size * pixel)
+        drawing.rect(left, top, size * pixel, size * pixel, stroke=RULE)  # a blank difference still shows its square
+        lines = text.split(": ", 1)
+        lines = [f"{lines[0]}:", lines[1]] if len(lines) == 2 else lines
+        for number, line in enumerate(lines):
+            drawing.text(left, top - 6 - (len(lines) - 1 - number) * 14, line, size=11)
+    return drawing.picture(f"{title}: " + "; ".join(text for text, _ in panels))
 
 
 def difference_title(largest: float, scale: float) -> str:
@@ -178,28 +205,26 @@ def difference_title(largest: float, scale: float) -> str:
     return f"|difference|: up to {largest:.2g}"
 
 
-def kernels_figure(stored: np.ndarray, *, title: str, per_row: int = 16) -> go.Figure:
+def kernels_figure(stored: np.ndarray, *, title: str, per_row: int = 16, width: int = 480) -> Picture:
     """(N, k, k) kernels as stored above the same kernels rotated 180 degrees (what the full convolution uses)."""
     k = stored.shape[-1]
     rotated = np.rot90(stored, 2, axes=(1, 2))
     blocks = [("as stored", stored), ("rotated 180°: what the full convolution uses", rotated)]
-    block_rows = -(-len(stored) // per_row) * (k + 1) - 1
-    gap = 8  # rows between the blocks, room for the second block's label
     limit = _limit(stored)
-    traces, notes = [], []
-    for index, (label, kernels) in enumerate(blocks):
-        top = index * (block_rows + gap)
-        traces.append(dict(type="heatmap", z=tile(kernels, per_row), y0=top, zmin=-limit, zmax=limit, zmid=0,
-                           colorscale=DIVERGING, showscale=False, hovertemplate="%{z:.3f}<extra></extra>"))
-        notes.append(dict(x=-0.5, y=top - 0.5, text=label, showarrow=False, xanchor="left", yanchor="bottom",
-                          font=dict(size=11)))
-    rows = 2 * block_rows + gap
     cols = per_row * (k + 1) - 1
-    return stable_figure(traces, title=dict(text=title, font=dict(size=13)), annotations=notes, height=200,
-                         margin=dict(l=5, r=5, t=36, b=5), **image_axes(rows, cols, headroom=6))
-
-
-def scatter_figure(inputs: np.ndarray, kernel: np.ndarray, step: ScatterStep) -> go.Figure:
+    pixel = width / cols
+    block_height = (-(-len(stored) // per_row) * (k + 1) - 1) * pixel
+    top, label = 26, 18
+    drawing = Drawing(width, top + 2 * (label + block_height) + 12)
+    drawing.text(2, 17, title, size=fitted(title, width - 4, 13), bold=True)
+    for index, (text, kernels) in enumerate(blocks):
+        y = top + index * (label + block_height + 8) + label
+        drawing.text(0, y - 5, text, size=11)
+        grid = tile(kernels, per_row)
+        drawing.pixels(coloured(grid, "diverging", -limit, limit), 0, y, grid.shape[1] * pixel,
+                       grid.shape[0] * pixel)
+    return drawing.picture(f"{title}: as stored, and rotated 180°")
+def scatter_figure(inputs: np.ndarray, kernel: np.ndarray, step: ScatterStep) -> Picture:
     """Scatter view: the input cell whose stamp completes the followed cell, its stamp, and the sum so far."""
     k = kernel.shape[0]
     (row, col), (a, b) = step.cell, step.source
@@ -212,7 +237,7 @@ def scatter_figure(inputs: np.ndarray, kernel: np.ndarray, step: ScatterStep) ->
     return panels_figure(panels, title=f"Scatter (transposed convolution): stamps of input cells up to ({a}, {b})")
 
 
-def gather_figure(step: GatherStep, *, full: bool, inputs_title: str = "input", digit: bool = False) -> go.Figure:
+def gather_figure(step: GatherStep, *, full: bool, inputs_title: str = "input", digit: bool = False) -> Picture:
     """Gather view: one window of the (padded) input times the kernel used, summed into the followed cell.
     `digit`: the input is a patch of the digit (values in [0, 1], drawn grey)."""
     k = step.kernel.shape[0]
@@ -233,10 +258,10 @@ def gather_figure(step: GatherStep, *, full: bool, inputs_title: str = "input", 
     return panels_figure(panels, title=f"{what}: output cell ({row}, {col}) = sum of window × kernel")
 
 
-def upscale_figure(source: np.ndarray, upscaled: np.ndarray) -> go.Figure:
+def upscale_figure(source: np.ndarray, upscaled: np.ndarray) -> Picture:
     """Nearest-neighbour upscaling: each value copied into a 2x2 block; nothing learned, nothing added."""
     factor = upscaled.shape[0] // source.shape[0]
     blocks = [(r * factor, c * factor, factor, factor, OUTLINE) for r in range(source.shape[0])
               for c in range(source.shape[1])]
     panels = [Panel("deconv2 output", source), Panel(f"upscaled ×{factor}", upscaled, boxes=blocks)]
-    return panels_figure(panels, title="Nearest-neighbour upscaling: copies, no weights", height=200, gap=3)
+    return panels_figure(panels, title="Nearest-neighbour upscaling: copies, no weights", gap=3)

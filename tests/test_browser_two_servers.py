@@ -70,7 +70,10 @@ def test_two_app_servers_on_one_postgresql_store_see_the_same_workspace(postgres
             assert store.get_run(workspace, elsewhere.id).state == "running"
 
         page = pages[0]
-        page.get_by_text("Rename, download or delete a run").click()
+        manage = page.get_by_text("Rename, download or delete a run")
+        manage.wait_for(timeout=180_000)  # below the table and figures, drawn once the models are scored
+        assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").all_inner_texts()
+        manage.click()
         page.get_by_label("New name").fill(RENAMED)
         button(page, "Rename").click()
         page.get_by_text(f"Renamed to {RENAMED!r}").wait_for(timeout=60_000)

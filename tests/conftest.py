@@ -81,9 +81,10 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(autouse=True)
 def runs_in_a_temporary_folder(tmp_path_factory, monkeypatch) -> Path:
     """Every test's run store (CAE_RUNS_DIR) is a folder of its own: nothing writes runs into the repo, and no
-    test sees another's runs."""
+    test sees another's runs (nor a server database the developer's shell names in CAE_RUNS_DB)."""
     folder = tmp_path_factory.mktemp("runs")
     monkeypatch.setenv("CAE_RUNS_DIR", str(folder))
+    monkeypatch.delenv("CAE_RUNS_DB", raising=False)
     return folder
 
 

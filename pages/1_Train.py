@@ -154,30 +154,22 @@ def settings(disabled: bool) -> None:
 def chosen_configs():
     """The configs the knobs describe now: read at click time (so Start never uses a stale drawing's values), or
     before the knobs are drawn (what they will show)."""
-    defaults, model_defaults = PAGE_DEFAULTS.train, PAGE_DEFAULTS.model
     kind = model_type(ui.sticky_value(TrainKey.MODEL_TYPE, link.default_type().name))
     type_defaults = link.default_model(kind)
-
-    def shown(key: str, field: str, config) -> object:
-        return ui.sticky_value(key, getattr(config, field))
-
-    model_fields = dict(code_size=int(shown(TrainKey.CODE, "code_size", model_defaults)),
-                        dropout=float(shown(TrainKey.DROPOUT, "dropout", model_defaults)),
-                        tied_weights=bool(shown(TrainKey.TIED, "tied_weights", model_defaults)),
-                        activation=shown(TrainKey.ACTIVATION, "activation", model_defaults))
-    model_fields.update({knob.field: knob.value(shown(knob_key(knob), knob.field, type_defaults))
+    model_fields = {setting.field: shown(setting, FIELD_KEYS[setting.field], type_defaults)
+                    for setting in link.MODEL_SETTINGS}
+    model_fields.update({knob.field: shown(link.knob_setting(knob), knob_key(knob), type_defaults)
                          for knob in kind.config_class.KNOBS})
-    # What the page has no knob for (val_subset, momentum, device) comes from the defaults. A type with its own
-    # objective has no loss knob; the trainer records the loss that objective uses.
-    loss = shown(TrainKey.LOSS, "loss", defaults) if kind.network_class.USES_TRAINER_LOSS else defaults.loss
-    train_config = replace(defaults, epochs=int(shown(TrainKey.EPOCHS, "epochs", defaults)),
-                           batch_size=int(shown(TrainKey.BATCH, "batch_size", defaults)),
-                           learning_rate=float(shown(TrainKey.LEARNING_RATE, "learning_rate", defaults)),
-                           optimizer=shown(TrainKey.OPTIMIZER, "optimizer", defaults), loss=loss,
-                           schedule=shown(TrainKey.SCHEDULE, "schedule", defaults),
-                           train_subset=int(shown(TrainKey.SUBSET, "train_subset", defaults)),
-                           seed=int(shown(TrainKey.SEED, "seed", defaults)))
-    return kind.config_class(**model_fields), train_config
+    # What the page has no knob for (val_subset, momentum, device) comes from the defaults, and so does the loss of
+    # a type with an objective of its own (the trainer records the loss that objective uses).
+    train_fields = {setting.field: shown(setting, FIELD_KEYS[setting.field], PAGE_DEFAULTS.train)
+                    for setting in link.train_settings(kind)}
+    return kind.config_class(**model_fields), replace(PAGE_DEFAULTS.train, **train_fields)
+
+
+def shown(setting: link.Setting, key: str, defaults) -> object:
+    """A knob's value as its config field takes it: its widget's, or what the widget will show when drawn."""
+    return setting.kind(ui.sticky_value(key, getattr(defaults, setting.field)))
 
 
 def link_widget_values(settings: link.LinkSettings) -> dict[str, object]:

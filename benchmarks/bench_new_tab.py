@@ -26,12 +26,15 @@ CANVAS = """() => { const find = root => root.querySelector('canvas.upper-canvas
     const canvas = find(document); return !!canvas && canvas.offsetWidth > 0; }"""
 START = """() => [...document.querySelectorAll('[data-testid=stMainBlockContainer] button')]
     .some(b => b.innerText.trim() === 'Start' && b.offsetWidth > 0)"""
-A_CHART = """() => [...document.querySelectorAll('.js-plotly-plot')]
-    .some(el => el._fullData && el._fullData.length && el.querySelector('.main-svg'))"""
+# How it works: the digit's first stage, drawn as a picture (st.image) or, in code from before the pictures, as a chart.
+FIRST_STAGE = """() => [...document.images].some(img => (img.alt || '').startsWith('input ·')
+        && img.complete && img.naturalWidth > 0)
+    || [...document.querySelectorAll('.js-plotly-plot')].some(el => el._fullData && el._fullData.length
+        && el.querySelector('.main-svg') && String((el.layout.title || {}).text || '').startsWith('input ·'))"""
 A_MAP = """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el._fullData &&
     el._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) >= 1000)"""
 PAGES = {"Draw and reconstruct": ("", CANVAS), "Train": ("Train", START),
-         "How it works": ("How_it_works", A_CHART), "The code space": ("Code_space", A_MAP)}
+         "How it works": ("How_it_works", FIRST_STAGE), "The code space": ("Code_space", A_MAP)}
 
 
 def open_in_new_tab(url: str, ready: str) -> float:
@@ -47,13 +50,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, help="another clone to measure in the same run, interleaved")
     parser.add_argument("--later", type=int, default=5, help="later visitors per page (after the first)")
+    parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES), metavar="PAGE",
+                        help="some of: " + ", ".join(f"'{name}'" for name in PAGES))
     args = parser.parse_args()
     if args.later < 1:
         parser.error("--later needs at least 1 visitor")
     data = data_dir().resolve()
     print(f"data: {load_mnist(data).describe()}; goal: main content within {GOAL_SECONDS} s in a new tab")
     apps = {"now": ROOT} | ({"before": args.before.resolve()} if args.before else {})
-    for name, (path, ready) in PAGES.items():
+    for name in args.pages:
+        path, ready = PAGES[name]
         for label, app_dir in apps.items():
             with streamlit_server(data, app_dir=app_dir) as server:
                 url = server.url

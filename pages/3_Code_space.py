@@ -23,9 +23,10 @@ from torch import nn
 from cae.engine import checkpoint
 from cae.engine.data import FULL
 from cae.ui import common as ui
+from cae.ui import images as pictures_ui
 from cae.views import latent
-from cae.views.figures import base as figures
 from cae.views.figures import code_space as maps_figures
+from cae.views.figures import pictures
 from cae.views.latent_maps import MapJob, MapJobs, shipped_map_path
 
 NEIGHBOURS = 8
@@ -245,8 +246,7 @@ def plane_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels:
                         theme=None, width="stretch")
     if point is not None:
         decoded = latent.decode_codes(model, np.asarray([point], np.float32))[0]
-        ui.chart(figures.digit_panels([(f"Decoded at ({point[0]:.2f}, {point[1]:.2f})", decoded)], height=220),
-                 key="cs-plane-decoded")
+        pictures_ui.show(pictures.digit_panels([(f"Decoded at ({point[0]:.2f}, {point[1]:.2f})", decoded)]))
 
 
 def clicked_digit_section(model: nn.Module, codes: np.ndarray, labels: np.ndarray) -> None:
@@ -259,7 +259,7 @@ def clicked_digit_section(model: nn.Module, codes: np.ndarray, labels: np.ndarra
     st.subheader(f"Digit #{index}: a {labels[index]}")
     left, right = st.columns([3, 2])
     with left:
-        ui.show_reconstruction(model, images[index].numpy() / 255, key="cs-digit")
+        pictures_ui.show_reconstruction(model, images[index].numpy() / 255)
     near, distances = latent.nearest(codes, codes[index], NEIGHBOURS, exclude=index)
     tags = [f"a {labels[i]} · {d:.2f}" for i, d in zip(near, distances)]
     with right:
@@ -268,7 +268,7 @@ def clicked_digit_section(model: nn.Module, codes: np.ndarray, labels: np.ndarra
         half = NEIGHBOURS // 2  # two rows: tiles large enough to read their tags
         rows = [(f"Nearest to #{index}", images[near[:half]].numpy() / 255),
                 ("", images[near[half:]].numpy() / 255)]
-        ui.chart(maps_figures.strips(rows, tags=[tags[:half], tags[half:]], height=300), key="cs-neighbours")
+        pictures_ui.show(maps_figures.strips(rows, tags=[tags[:half], tags[half:]], width=400))
         st.caption("Indices: " + ", ".join(f"#{i}" for i in near))
 
 
@@ -301,7 +301,7 @@ def interpolation_section(model: nn.Module) -> None:
     rows = [(f"Decoded along the straight line between the codes of {start_name} and {end_name}",
              latent.decode_codes(model, line)),
             ("The two images blended pixel by pixel", latent.blend_pixels(start, end, steps))]
-    ui.chart(maps_figures.strips(rows, height=300), key="cs-interpolation")
+    pictures_ui.show(maps_figures.strips(rows))
     st.caption("The decoder draws strokes all along the line: the code space between two digits is filled with "
                "digit-like shapes. The pixel blend is two ghosts fading into each other.")
 
@@ -338,7 +338,7 @@ def sliders_section(model: nn.Module, fingerprint: str, codes: np.ndarray) -> No
                         np.float32)
         panels = [("The digit's reconstruction", latent.decode_codes(model, code[None])[0]),
                   ("Decoded from the sliders", latent.decode_codes(model, slid[None])[0])]
-        ui.chart(figures.digit_panels(panels, height=240), key="cs-slid")
+        pictures_ui.show(pictures.digit_panels(panels))
     with left:
         columns = st.columns(4)
         for number, value in enumerate(code):

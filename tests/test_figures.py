@@ -1,4 +1,5 @@
-"""Figure builders: specs that survive Streamlit's JSON copy unchanged, labels that stay in view, loss ranges."""
+"""Figure builders: specs that survive Streamlit's JSON copy unchanged, labels that stay in view, loss ranges; the
+pictures' colour scales and ticks."""
 
 import json
 
@@ -6,7 +7,8 @@ import numpy as np
 import plotly.io as pio
 import pytest
 
-from cae.views.figures import base, home, train
+from cae.views.figures import pictures, train
+from tests.pictures import read
 
 
 def not_json(constant: str):
@@ -22,13 +24,7 @@ def all_figures():
     """Each figure builder on the same made-up data every call."""
     rng = np.random.default_rng(0)
     kernels = rng.normal(size=(32, 5, 5)).astype(np.float32)
-    digit = rng.random((28, 28)).astype(np.float32)
-    digit[0, 0] = np.nan  # a gap, as the panels have between digits
     return {
-        "digit_panels": base.digit_panels([("Input", digit), ("Output", digit), ("Error", digit)], error_panel=2),
-        "code_chart": base.code_chart(rng.normal(size=32).astype(np.float32)),
-        "comparison_grid": home.comparison_grid(rng.random((5, 28, 28)), rng.random((5, 28, 28)),
-                                                   [f"#{i}" for i in range(5)], per_row=4, title="Samples"),
         "loss_chart": train.loss_chart(list(np.linspace(0.2, 0.01, 40)), [20, 40], [0.05, 0.02], log_scale=True,
                                          total_steps=100),
         "filters_figure": train.filters_figure(kernels, kernels * 0.1, 3),
@@ -68,7 +64,7 @@ def test_arrays_become_lists_with_nan_as_null_and_six_significant_digits():
     assert s["data"][1]["text"][6][0] == "conv2→0 kernel 8: 1.000"
 
 
-@pytest.mark.parametrize("name", ["digit_panels", "comparison_grid", "filters_figure"])
+@pytest.mark.parametrize("name", ["filters_figure"])
 def test_labels_are_anchored_inside_the_explicit_ranges(name):
     """plotly hides an annotation whose anchor lies outside an explicit axis range (the panel titles vanished)."""
     layout = spec(all_figures()[name])["layout"]
@@ -94,3 +90,43 @@ def test_the_loss_chart_spans_the_run_and_every_value():
 def test_an_empty_loss_chart_draws():
     layout = spec(train.loss_chart([], [], [], total_steps=10))["layout"]
     assert layout["title"]["text"] == "Loss"
+
+
+def test_pictures_colour_values_on_their_scale_and_leave_nan_transparent():
+    values = np.array([[0.0, 0.5, 1.0, np.nan]])
+    grey = pictures.coloured(values, "grey", 0, 1)
+    assert grey[0, :3, 0].tolist() == [0, 128, 255] and grey[0, :3, 3].tolist() == [255] * 3
+    assert grey[0, 3, 3] == 0  # a gap between digits is not drawn
+    around_zero = pictures.coloured(np.array([[-2.0, 0.0, 2.0]]), "diverging", -2, 2)
+    blue, white, red = around_zero[0, :, :3].astype(int)
+    assert blue[2] > blue[0] and red[0] > red[2] and (white > 240).all()
+
+
+def test_digit_panels_keep_each_digit_and_scale_the_error_to_its_largest_value():
+    rng = np.random.default_rng(0)
+    digit = rng.random((28, 28)).astype(np.float32)
+    error = digit * 0.1
+    shown = read(pictures.digit_panels([("Input", digit), ("Error", error)], error_panel=1))
+    assert shown.texts == ["Input", "Error"] and shown.alt == "Input, Error"
+    np.testing.assert_allclose(shown.grey(0), digit, atol=1 / 255)
+    reds = shown.layers[1][..., :3].astype(int)
+    darkest = np.unravel_index(np.argmax(error), error.shape)
+    assert (reds[darkest] == [178, 10, 28]).all()  # the largest error: the scale's end, however small it is
+
+
+def test_the_code_chart_draws_a_bar_for_each_number_on_ruled_ticks():
+    code = np.array([1.5, -0.5, 0.0, 2.25], np.float32)
+    shown = read(pictures.code_chart(code, width=400))
+    bars = shown.root.findall("{http://www.w3.org/2000/svg}rect")
+    assert len(bars) == 4
+    heights = [float(bar.get("height")) for bar in bars]
+    assert heights[3] / heights[0] == pytest.approx(2.25 / 1.5, rel=1e-2)
+    assert "1.50, -0.50, 0.00, 2.25" in shown.alt  # the values a hover gave, in words
+    assert {"0", "1", "2"} <= set(shown.texts)  # round ticks
+
+
+@pytest.mark.parametrize("low, high, count, expected", [(0, 1, 5, [0, 0.2, 0.4, 0.6, 0.8, 1.0]),
+                                                        (-1.3, 2.1, 5, [-1, 0, 1, 2]), (0, 31, 4, [0, 10, 20, 30]),
+                                                        (5, 5, 5, [5])])
+def test_nice_ticks_are_round_and_inside_the_range(low, high, count, expected):
+    assert pictures.nice_ticks(low, high, count) == pytest.approx(expected)

@@ -30,6 +30,7 @@ from cae.models.registry import MODEL_TYPES, ModelType, make_config, register, t
 from cae.views import explore
 from tests.conftest import ROOT
 from tests.drawing import SEVEN, canvas, canvas_state
+from tests.pictures import shown_pictures
 
 ACTIVE = 0.1  # a code number farther than this from 0 counts as in use
 
@@ -146,19 +147,20 @@ def app_with_the_fourth_model(fourth, full_mnist) -> AppTest:
     return at
 
 
-def chart_specs(at) -> list[str]:
-    return [chart.proto.spec for chart in at.get("plotly_chart")]
+def picture_alts(at) -> list[str]:
+    """What each picture of the page shows, in words (the prior's samples and the traversal are pictures)."""
+    return [picture.alt for picture in shown_pictures(at)]
 
 
 def test_the_home_page_shows_its_prior_samples_traversal_and_score(app_with_the_fourth_model):
     at = app_with_the_fourth_model
     assert any("Boxed sparse autoencoder" in c.value for c in at.sidebar.caption)
     assert any("New digits from the prior" in h.value for h in at.subheader)
-    assert any("drawn from U(-1, 1) in each code number, seed 0" in spec for spec in chart_specs(at))
+    assert any("drawn from U(-1, 1) in each code number, seed 0" in alt for alt in picture_alts(at))
     at.session_state["canvas-0"] = canvas_state(canvas(SEVEN))
     at.run()
     assert not at.exception
-    assert any("code number 0 swept from -1 to 1" in spec for spec in chart_specs(at))
+    assert any("code number 0 swept from -1 to 1" in alt for alt in picture_alts(at))
     (shown,) = [m for m in at.metric if m.label == "Code numbers in use"]
     assert shown.value.endswith(" %") and 0 <= float(shown.value.split()[0]) <= 100
 

@@ -18,6 +18,7 @@ from cae.views import latent
 from cae.views.latent_maps import TsneMap
 from tests.apptest import until
 from tests.conftest import ROOT
+from tests.pictures import picture
 
 PAGE = "pages/3_Code_space.py"
 
@@ -74,8 +75,8 @@ def test_the_pca_map_of_the_default_model_and_a_clicked_digit_with_its_neighbour
     label = int(mnist.val_labels[42])
     assert page.subheader[0].value == f"Digit #42: a {label}"
     assert 0 < float(page.metric[0].value) < 0.05  # its reconstruction's MSE
-    neighbours = chart(page, "Nearest to #42")
-    tags = [note["text"] for note in neighbours["layout"]["annotations"] if "·" in note["text"]]  # 2 rows of 4
+    neighbours = picture(page, "Nearest to #42")
+    tags = [text for text in neighbours.texts if "·" in text]  # 2 rows of 4
     distances = [float(tag.split("·")[1]) for tag in tags]
     assert len(tags) == 8 and distances == sorted(distances)
     assert sum(tag.startswith(f"a {label}") for tag in tags) >= 6  # near codes, same digit mostly
@@ -94,9 +95,7 @@ def test_your_digit_is_a_star_placed_by_the_same_projection(page, mnist):
 
 def test_sliders_change_the_decoded_image_and_reset_brings_it_back(page):
     def slid() -> np.ndarray:
-        spec = chart(page, "Decoded from the sliders")
-        grey = np.array(spec["data"][0]["z"], dtype=float)
-        return np.nan_to_num(grey[:, 31:59])  # the second panel
+        return picture(page, "Decoded from the sliders").grey(1)  # the second panel
 
     assert len([s for s in page.slider if s.key.startswith("cs_code_")]) == 32
     before = slid()
@@ -106,16 +105,15 @@ def test_sliders_change_the_decoded_image_and_reset_brings_it_back(page):
     after = slid()
     assert np.abs(after - before).max() > 0.1
     page.button(key="cs_reset").click().run()
-    np.testing.assert_allclose(slid(), before, atol=1e-4)
+    np.testing.assert_allclose(slid(), before, atol=1 / 255)  # pixels as bytes
 
 
 def test_interpolation_between_two_clicked_digits_decodes_their_reconstructions_at_the_ends(page):
     click(page, "cs_map", index=3)
     click(page, "cs_map", index=10)
     assert page.radio(key="cs_ends").value == "The two clicked digits (A → B)"
-    spec = chart(page, "Decoded along the straight line")
-    strip = np.nan_to_num(np.array(spec["data"][0]["z"], dtype=float))
-    decoded, blended = strip[5:33], strip[38:66]  # caption rows above each strip
+    strips = picture(page, "Decoded along the straight line")
+    decoded, blended = (np.nan_to_num(strips.grey(row)) for row in (0, 1))
     assert decoded.shape[1] == 10 * 29 - 1
     assert np.abs(decoded - blended).mean() > 0.01  # the decoder is no cross-fade
     chosen = next(trace for trace in chart(page, "PCA of the codes")["data"] if trace["name"] == "chosen")
@@ -159,10 +157,9 @@ def test_a_two_number_code_shows_its_plane_and_manifold_and_decodes_a_clicked_po
     assert manifold["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
     assert chart(page, "The codes of 10,000 digits")["layout"]["xaxis"]["title"]["text"] == "code[0]"
     click(page, "cs_manifold", x=0.25, y=-0.5)
-    spec = chart(page, "Decoded at (0.25, -0.50)")
-    shown = np.array(spec["data"][0]["z"], dtype=float)
+    shown = picture(page, "Decoded at (0.25, -0.50)").grey(0)
     expected = latent.decode_codes(model, np.array([[0.25, -0.5]], np.float32))[0]
-    np.testing.assert_allclose(shown, expected, atol=1e-4)
+    np.testing.assert_allclose(shown, expected, atol=1 / 255)  # pixels as bytes
     assert not page.radio  # no projection to choose
 
 
@@ -190,7 +187,7 @@ def point_on_screen(page, index: int) -> dict:
 
 @pytest.mark.timeout(600)
 def test_clicking_a_point_on_the_webgl_map_opens_the_digit(app_server):
-    from tests.browser import chromium, screenshot
+    from tests.browser import chromium, screenshot, wait_for_picture
 
     with chromium() as context:
         page = context.new_page()
@@ -204,9 +201,7 @@ def test_clicking_a_point_on_the_webgl_map_opens_the_digit(app_server):
         heading = page.locator("h3", has_text="Digit #").first  # not the map's hover label, also "digit #"
         heading.wait_for(timeout=60_000)
         match = re.match(r"Digit #(\d+): a (\d)", heading.inner_text())
-        page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
-            (el._fullLayout?.annotations || []).some(a => String(a.text).includes('Nearest to')))""",
-                               timeout=60_000)
+        wait_for_picture(page, "Nearest to")
         opened = point_on_screen(page, int(match[1]))  # digit #0, or one drawn on top of it
         page.set_viewport_size({"width": 1400, "height": 2200})  # the app scrolls inside: show the digit too
         assert screenshot(page, "code-space.png").stat().st_size > 20_000

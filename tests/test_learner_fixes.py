@@ -14,6 +14,7 @@ from cae.ui import common as ui
 from cae.views import latent
 from cae.views.figures.code_space import PLANE_POINT
 from tests.conftest import MNIST_RAW, ROOT
+from tests.pictures import picture
 
 
 def app(timeout: float = 120) -> AppTest:
@@ -63,9 +64,9 @@ def test_a_click_on_the_code_planes_empty_space_decodes_that_point(full_mnist):
     at.session_state["cs_plane"] = {"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}}
     at.run()
     assert not at.exception
-    decoded = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    titles = [note["text"] for spec in decoded for note in spec["layout"].get("annotations", [])]
-    assert f"Decoded at ({corner_x:.2f}, {corner_y:.2f})" in titles
+    decoded = picture(at, f"Decoded at ({corner_x:.2f}, {corner_y:.2f})")
+    expected = latent.decode_codes(model, np.array([[corner_x, corner_y]], np.float32))[0]
+    np.testing.assert_allclose(decoded.grey(0), expected, atol=1 / 255)  # that point of the plane, decoded
 
 
 def test_the_noise_kinds_are_named_as_people_read_them(full_mnist):

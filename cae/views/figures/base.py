@@ -1,11 +1,11 @@
 """What every page's figures share: the look (colours, font, JSON-stable figures drawn without Streamlit's theme),
-image axes, digits side by side, the code as bars, grids of digits and tiles of kernels. No st.* here."""
+image axes, grids of digits and tiles of kernels. No st.* here. Digits side by side and the code as bars are
+pictures (cae.views.figures.pictures)."""
 
 from __future__ import annotations
 
 import pickle
 import zlib
-from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -13,7 +13,6 @@ import torch
 from torchvision.utils import make_grid
 
 GREY = [[0, "black"], [1, "white"]]
-ERROR = "Reds"
 DIVERGING = "RdBu_r"  # kernels: blue negative, red positive, white at zero
 GRID_PAD = 2
 # The charts are drawn without Streamlit's theme (see stable_figure): text and rules in a grey that reads on its light
@@ -81,39 +80,6 @@ def stable_figure(traces: list[dict], **layout) -> go.Figure:
     figure = go.Figure(data=traces, layout={**_styled(layout), "datarevision": revision}, _validate=False)
     figure.layout.template = None  # after construction: at construction None means plotly's default template
     return figure
-
-
-def digit_panels(panels: Sequence[tuple[str, np.ndarray]], *, error_panel: int | None = None,
-                 height: int = 260) -> go.Figure:
-    """28x28 images side by side, pixels sharp; the error panel, if any, on a red scale.
-
-    All panels share one pair of axes (a grey trace and a red one), which the browser draws several times faster
-    than one subplot per panel: this figure is redrawn after every stroke.
-    """
-    gap = 3
-    width = len(panels) * (28 + gap) - gap
-    grey = np.full((28, width), np.nan, np.float32)
-    red = np.full((28, width), np.nan, np.float32)
-    for i, (_, image) in enumerate(panels):
-        (red if i == error_panel else grey)[:, i * (28 + gap):i * (28 + gap) + 28] = image
-    traces = [dict(type="heatmap", z=grey, zmin=0, zmax=1, colorscale=GREY, showscale=False,
-                   hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>")]
-    if error_panel is not None:
-        traces.append(dict(type="heatmap", z=red, zmin=0, zmax=float(max(np.nanmax(red), 1e-3)), colorscale=ERROR,
-                           showscale=False, hovertemplate="squared error %{z:.4f}<extra></extra>"))
-    titles = [dict(x=i * (28 + gap) + 13.5, y=-1, text=title, showarrow=False, yanchor="bottom", font=dict(size=13))
-              for i, (title, _) in enumerate(panels)]
-    return stable_figure(traces, annotations=titles, height=height, margin=dict(l=5, r=5, t=30, b=5),
-                         **image_axes(28, width, headroom=1))
-
-
-def code_chart(code: np.ndarray) -> go.Figure:
-    code = np.asarray(code).ravel()
-    colours = np.where(code >= 0, "#d62728", "#1f77b4")  # red positive, blue negative
-    bars = dict(type="bar", x=np.arange(len(code)), y=code, marker=dict(color=colours),
-                hovertemplate="code[%{x}] = %{y:.3f}<extra></extra>")
-    return stable_figure([bars], title=dict(text=f"The code: {len(code)} numbers"), height=220, bargap=0.1,
-                         margin=dict(l=45, r=5, t=35, b=40), xaxis=dict(title=dict(text="code index")))
 
 
 def sample_grid(originals: np.ndarray, reconstructions: np.ndarray, per_row: int) -> np.ndarray:

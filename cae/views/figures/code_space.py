@@ -1,5 +1,5 @@
-"""Figure builders for "The code space" page: the map of the codes, the code plane's decoded manifold,
-interpolation strips and neighbours. No st.* here.
+"""Figure builders for "The code space" page: the map of the codes and the code plane's decoded manifold (charts:
+hover and clicks), interpolation strips and neighbours (pictures, cae.views.figures.pictures). No st.* here.
 
 Built on cae.views.figures.base and its conventions (see stable_figure): plain lists, a data revision, no template,
 explicit ranges and fixed margins, so the browser plots each chart once. Every point of a map carries the index
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from cae.views.figures.base import GREY, INK, image_axes, stable_figure, tile
+from cae.views.figures.base import INK, stable_figure, tile
+from cae.views.figures.pictures import TEXT_SIZE, Drawing, Picture, coloured, fitted
 
 LABEL_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]  # digit 0..9 (tab10)
@@ -122,31 +122,26 @@ def manifold_figure(image: np.ndarray, extent: np.ndarray, *, size: int, marked:
                          yaxis=dict(range=[bottom, top], title=dict(text="code[1]"), showgrid=False, zeroline=False))
 
 
-def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[str]] = (), title: str = "",
-           height: int | None = None) -> go.Figure:
-    """Rows of 28x28 images (each row (steps, 28, 28)), a caption above each row; pixels sharp.
+def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[str]] = (), width: float = 1000,
+           pixel: float = 5) -> Picture:
+    """Rows of 28x28 images (each row (steps, 28, 28)), a caption above each row; pixels sharp; a picture.
 
-    `tags`, one list a row, are written small in each image's corner (a label and a distance, say).
+    `tags`, one list a row, are written small in each image's corner (a label and a distance, say). Each image
+    pixel is `pixel` screen pixels, less where the longest row would be wider than `width`.
     """
     steps = max(len(images) for _, images in rows)
-    # Image rows left above each strip for its caption: the images scale with the strip's width, so a long strip
-    # needs more rows to leave ~16 px for a 13 px caption (5 rows let a 10-step strip's caption slip under the row
-    # above).
-    label_rows = max(5, math.ceil(steps * 29 / 40))
-    blocks, notes = [], []
+    units = steps * 29 - 1  # image pixels a row: 28 each and a gap of 1
+    pixel = min(pixel, width / units)
+    band = 24
+    drawing = Drawing(units * pixel, len(rows) * (band + 28 * pixel))
     for number, (caption, images) in enumerate(rows):
-        grid = tile(np.asarray(images, np.float32), per_row=steps)  # (28, steps * 29 - 1), NaN gaps
-        top = number * (28 + label_rows) + label_rows
-        notes.append(dict(x=-0.5, y=top - 0.8, text=caption, showarrow=False, xanchor="left", yanchor="bottom",
-                          font=dict(size=13)))
+        top = number * (band + 28 * pixel) + band
+        grid = tile(np.asarray(images, np.float32), per_row=len(images))  # (28, n * 29 - 1), NaN gaps
+        drawing.pixels(coloured(grid, "grey", 0, 1), 0, top, grid.shape[1] * pixel, 28 * pixel)
+        if caption:
+            drawing.text(0, top - 7, caption, size=fitted(caption, drawing.width, TEXT_SIZE))
         row_tags = tags[number] if number < len(tags) else ()
-        notes.extend(dict(x=column * 29 - 0.3, y=top - 0.3, text=tag, showarrow=False, xanchor="left",
-                          yanchor="top", font=dict(size=10, color=YOURS)) for column, tag in enumerate(row_tags))
-        blocks.append(np.full((label_rows, grid.shape[1]), np.nan, np.float32))
-        blocks.append(grid)
-    canvas = np.concatenate(blocks)
-    heatmap = dict(type="heatmap", z=canvas, zmin=0, zmax=1, colorscale=GREY, showscale=False,
-                   hovertemplate="%{z:.3f}<extra></extra>")
-    return stable_figure([heatmap], title=dict(text=title), annotations=notes,
-                         height=height or 50 + 150 * len(rows), margin=dict(l=5, r=5, t=35 if title else 5, b=5),
-                         **image_axes(*canvas.shape))
+        for column, tag in enumerate(row_tags):
+            drawing.text(column * 29 * pixel + 3, top + 3, tag, size=11, colour=YOURS, baseline="hanging")
+    described = "; ".join(caption for caption, _ in rows if caption)
+    return drawing.picture(described or "digits")

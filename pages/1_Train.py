@@ -20,7 +20,7 @@ import streamlit as st
 from cae.engine import checkpoint
 from cae.engine.checkpoint import CheckpointError
 from cae.engine.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
-from cae.engine.store import StoreError
+from cae.engine.store import RunRecord, StoreError
 from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES
 from cae.engine.trainer import RunState, StopReason, Trainer
 from cae.models.autoencoder import CHANNELS, FLAT
@@ -266,6 +266,15 @@ def resume_saved(run_id: str) -> None:
     run_in_background(trainer, recorder)
 
 
+def resumes_from(record: RunRecord) -> str:
+    """Where Resume picks the run up, when that is before where it stopped (the last epoch's checkpoint of a run
+    cut short mid-epoch): the steps after it are trained again."""
+    point = ui.resume_point(record)
+    if point is None or point.step >= record.steps:
+        return ""
+    return f"; Resume goes on from step {point.step:,}, where epoch {point.epoch} ended"
+
+
 def unfinished_runs(busy: bool) -> None:
     """The runs of this address that stopped before their end, each with Resume."""
     records = ui.resumable_runs(ui.workspace())[:RESUMABLE_SHOWN]
@@ -275,7 +284,8 @@ def unfinished_runs(busy: bool) -> None:
             record.end_reason.value != "user" for record in records)):
         for record in records:
             text, button = st.columns([4, 1])
-            text.markdown(f"**{record.name}**: {record.status} (step {record.steps:,} of {record.total_steps:,})")
+            text.markdown(f"**{record.name}**: {record.status} (step {record.steps:,} of {record.total_steps:,})"
+                          f"{resumes_from(record)}")
             button.button("Resume", key=f"{TrainKey.RESUME}-{record.id}", disabled=busy, on_click=resume_saved,
                           args=(record.id,), help="Goes on from its last checkpoint: weights, optimizer state, "
                                                   "step and random generators; its loss curve continues.")

@@ -172,3 +172,50 @@ def test_a_stopped_run_at_the_address_resumes_from_its_checkpoint_and_finishes(f
         assert record.state == "finished" and record.steps == 12
         assert store.loss_curve(workspace, run_id).steps == list(range(1, 13))
     ui.run_queue.clear()
+
+
+def test_an_interrupted_run_says_where_resume_picks_it_up():
+    """Cut short mid-epoch, a run resumes from its last epoch's checkpoint: the list says so, since the steps after
+    it are trained again."""
+    from cae.engine.store import EndReason, Progress, StepRow
+
+    workspace = new_workspace_id()
+    with RunStore() as store:
+        ckpt = checkpoint.load(checkpoint.PRETRAINED[ui.DEFAULT_LABEL])
+        run_id = store.create_run(workspace, model_type=ckpt.model_type, model_config=ckpt.model_config,
+                                  train_config=ckpt.train_config, data_source="MNIST", name="cut mid-epoch",
+                                  total_steps=30).id
+        store.append_steps(run_id, [StepRow(step, 0.1) for step in range(1, 15)],
+                           progress=Progress(steps=14, samples=14 * 128, wall_seconds=3.0, samples_per_s=600.0))
+        store.add_checkpoint(run_id, ckpt, "epoch", step=10, epoch=1)
+        store.end_run(run_id, EndReason.INTERRUPTED, "interrupted at step 14")
+    at = app(workspace)
+    at.switch_page("pages/1_Train.py").run()
+    assert not at.exception
+    line = next(text.value for text in at.markdown if "cut mid-epoch" in text.value)
+    assert "interrupted at step 14" in line and "Resume goes on from step 10, where epoch 1 ended" in line
+
+
+def test_a_run_whose_server_died_elsewhere_shows_interrupted_without_a_restart_here(monkeypatch):
+    """Several app servers on one store: a run of another machine that stopped writing is found dead when a page
+    lists the runs, not only when a server starts."""
+    from sqlalchemy import update
+
+    from cae.engine import store as store_module
+
+    monkeypatch.setattr(ui, "DEAD_RUNS_CHECK_SECONDS", 0)
+    workspace = new_workspace_id()
+    at = app(workspace)  # this server is up: its store opened and looked for dead runs already
+    with RunStore() as store:
+        ckpt = checkpoint.load(checkpoint.PRETRAINED[ui.DEFAULT_LABEL])
+        run_id = store.create_run(workspace, model_type=ckpt.model_type, model_config=ckpt.model_config,
+                                  train_config=ckpt.train_config, data_source="MNIST", name="elsewhere",
+                                  total_steps=30).id
+        store.add_checkpoint(run_id, ckpt, "epoch", step=10, epoch=1)
+        with store.engine.begin() as conn:  # its server is on another machine, and went quiet long ago
+            conn.execute(update(store_module.runs_table).where(store_module.runs_table.c.id == run_id).values(
+                owner="another-host/4242/zz000000/0123456789abcdef",
+                updated_at=time.time() - store_module.STALE_SECONDS - 1))
+    at.switch_page("pages/1_Train.py").run()
+    assert not at.exception
+    assert any("elsewhere" in text.value and "interrupted" in text.value for text in at.markdown)

@@ -7,9 +7,11 @@ trains or uploads lives in that session's state.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from cae.engine.recording import RunRecorder
 from cae.engine.run_queue import RunQueue, default_places, places_from_environment
 from cae.engine.runner import TrainingRunner
 from cae.engine.store import (
+    CheckpointRecord,
     NoCheckpoint,
     RunRecord,
     RunStore,
@@ -214,6 +217,20 @@ RESUMABLE_REASONS = ("interrupted", "tab_closed", "user")  # ends a run can be r
 RESUMABLE_KINDS = ("last", "epoch")  # checkpoints that hold a training state
 
 
+DEAD_RUNS_CHECK_SECONDS = 60.0
+_dead_runs_checked_at = -math.inf  # when this process last looked
+
+
+def _look_for_dead_runs(store: RunStore) -> None:
+    """Mark the runs of dead processes interrupted, at most once a minute: with several app servers on one store,
+    another machine's crashed server may come back under a new identity, and nobody else restarts to notice."""
+    global _dead_runs_checked_at
+    now = time.monotonic()
+    if now - _dead_runs_checked_at >= DEAD_RUNS_CHECK_SECONDS:
+        _dead_runs_checked_at = now
+        store.mark_interrupted_on_start()
+
+
 def resumable_runs(workspace_id: str) -> list[RunRecord]:
     """The workspace's runs that stopped before their end (interrupted, tab closed, stopped) and kept a checkpoint
     to resume from, newest first."""
@@ -221,12 +238,19 @@ def resumable_runs(workspace_id: str) -> list[RunRecord]:
     if access.store is None:
         return []
     try:
+        _look_for_dead_runs(access.store)
         records = access.store.list_runs(workspace_id)
     except StoreError:
         return []  # the sidebar says why
     return [record for record in records
             if record.end_reason is not None and record.end_reason.value in RESUMABLE_REASONS
             and any(item.kind in RESUMABLE_KINDS for item in record.checkpoints)]
+
+
+def resume_point(record: RunRecord) -> CheckpointRecord | None:
+    """The checkpoint Resume goes on from: the newest of the run's resumable ones whose file is there."""
+    return max((item for item in record.checkpoints if item.kind in RESUMABLE_KINDS and item.exists),
+               key=lambda item: item.step, default=None)
 
 
 def resume_from_store(workspace_id: str, run_id: str) -> tuple[Trainer, RunRecorder]:
@@ -238,11 +262,10 @@ def resume_from_store(workspace_id: str, run_id: str) -> tuple[Trainer, RunRecor
         raise StoreError(access.problem or "no run store")
     store = access.store
     record = store.get_run(workspace_id, run_id)
-    candidates = sorted((item for item in record.checkpoints if item.kind in RESUMABLE_KINDS and item.exists),
-                        key=lambda item: item.step, reverse=True)
-    if not candidates:
+    point = resume_point(record)
+    if point is None:
         raise NoCheckpoint(f"run {record.name!r} has no checkpoint to resume from (its files are missing)")
-    ckpt = store.load_checkpoint(workspace_id, run_id, candidates[0].kind)
+    ckpt = store.load_checkpoint(workspace_id, run_id, point.kind)
     data = shared_data()
     if ckpt.data_source != data.source:
         raise ValueError(f"it trained on {ckpt.data_source or '?'} and this server has {data.source}")

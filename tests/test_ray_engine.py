@@ -6,8 +6,9 @@ A run trains to its end and lands in the store as an embedded one does, its acto
 back and Resume goes on from the same step; a sweep from the command line trains its runs at once on both nodes; a
 worker killed mid-run is "lost at step N", kept as an interrupted run with its last epoch's checkpoint, and Resume
 finishes it; a new driver (a restarted app server) finds a run by its id and follows it; a run nobody polls stops
-itself; a node whose data is not the app's fails the run with a sentence that says so; a cluster that does not
-answer or refuses the token gives the embedded engine and says why.
+itself; a node whose data is not the app's fails the run with a sentence that says so; a code map is made by a task on
+the cluster; a cluster that refuses the token gives the embedded engine and says why (one that does not answer:
+tests/test_engine.py).
 
 All slow; ray must be installed (requirements-cluster.txt): without it every test fails, saying so.
 """
@@ -25,10 +26,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cae.engine.data import load_mnist
-from cae.engine.engine import RAY_ADDRESS_VARIABLE, EmbeddedEngine, engine_from_environment
+from cae.engine.engine import RAY_ADDRESS_VARIABLE, EmbeddedEngine
 from cae.engine.store import EndReason, RunStore, new_workspace_id
 from cae.engine.train_config import TrainConfig
 from cae.engine.trainer import RunState, StopReason
@@ -335,18 +337,22 @@ def test_a_node_with_other_data_than_the_apps_fails_the_run_saying_so(driver, mn
     wait_until(lambda: not actor_exists(handle.run_id), 30, "the failed run's actor went")
 
 
-def test_a_cluster_that_does_not_answer_gives_the_embedded_engine_and_says_so(data, store):
-    from tests.ray_cluster import free_port
+def test_a_code_map_is_made_by_a_task_on_the_cluster_that_reports_its_progress(driver):
+    from cae.views.cluster_maps import fit_on_cluster
+    from cae.views.latent_maps import MapJobs
 
-    began = time.monotonic()
-    chosen = engine_from_environment(lambda: data, store=store,
-                                     environ={RAY_ADDRESS_VARIABLE: f"127.0.0.1:{free_port()}"})
-    assert chosen.engine.name == "embedded" and time.monotonic() - began < 10
-    assert "does not answer" in chosen.problem and "runs train on this server instead" in chosen.problem
-    chosen = engine_from_environment(lambda: data, store=store, environ={RAY_ADDRESS_VARIABLE: "ray://head:10001"})
-    assert chosen.engine.name == "embedded" and "HOST:PORT" in chosen.problem
-    assert engine_from_environment(lambda: data, store=None,
-                                   environ={RAY_ADDRESS_VARIABLE: "127.0.0.1:1"}).engine.name == "embedded"
+    generator = np.random.default_rng(0)
+    centres = generator.normal(size=(3, 8)) * 10
+    codes = np.concatenate([centre + generator.normal(size=(100, 8)) for centre in centres]).astype(np.float32)
+    job = MapJobs(fit_on_cluster).start("three blobs", codes)
+    wait_until(lambda: job.finished, 180, "the map was made")
+    assert job.error is None and job.progress.stage == "done" and job.progress.preview is not None
+    coords = job.result.coords
+    assert coords.shape == (300, 2) and np.isfinite(coords).all() and not coords.flags.writeable
+    labels = np.repeat(np.arange(3), 100)
+    distances = ((coords[:, None] - coords[None]) ** 2).sum(-1)
+    nearest = np.argsort(distances, axis=1)[:, 1:6]
+    assert (labels[nearest] == labels[:, None]).mean() > 0.95  # the blobs stay apart on the map
 
 
 CHOOSE = """

@@ -43,7 +43,7 @@ from typing import Any
 
 import ray
 import torch
-from ray.exceptions import ActorUnavailableError, AuthenticationError, RayActorError
+from ray.exceptions import ActorUnavailableError, AuthenticationError, GetTimeoutError, RayActorError
 from sqlalchemy.engine import make_url
 
 from cae.engine.checkpoint import Checkpoint
@@ -587,11 +587,18 @@ class RayRun:
     def _park(self) -> None:
         """Pause with the worker given back (see RunActor.park); the run stays paused in place if that fails."""
         self._outstanding = None  # its answer, if it comes, is older than what is asked for below
-        step = ray.get(self._actor.park.remote(), timeout=PARK_SECONDS + 10)
+        try:
+            step = ray.get(self._actor.park.remote(), timeout=PARK_SECONDS + 10)
+            if step is not None:
+                self._take(ray.get(self._actor.poll.remote(self._have(), True), timeout=PARK_SECONDS))  # to the pause
+        except GetTimeoutError:
+            step = None
+        except RayActorError as error:  # the worker died while it parked
+            self._actor_died(error)
+            return
         if step is None:
             self._paused_in_place = True
             return
-        self._take(ray.get(self._actor.poll.remote(self._have(), True), timeout=PARK_SECONDS))  # up to the pause
         self._kill_actor()
         self._parked_step = step
         self._reopen(state="paused")

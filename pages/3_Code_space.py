@@ -159,7 +159,32 @@ def draw_map(code_map, labels: np.ndarray, *, title: str, yours: np.ndarray | No
     figure = maps_figures.code_map(code_map.coords, labels, title=title, yours=placed, revision=revision,
                                    chosen=list(zip(clicked, names)), axis_titles=axis_titles, clickable=clickable,
                                    height=MAP_HEIGHT)
-    st.plotly_chart(figure, key=chart_key, on_select="rerun", selection_mode="points", theme=None, width="stretch")
+    x_range, y_range = maps_figures.map_ranges(code_map.coords, placed)
+    frame = f"{chart_key}_frame"
+    with st.container(key=frame):
+        st.markdown(shared_preview(revision, title, tuple(x_range), tuple(y_range), code_map.coords, labels))
+        st.plotly_chart(figure, key=chart_key, on_select="rerun", selection_mode="points", theme=None,
+                        width="stretch")
+    st.html(preview_style(frame))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def shared_preview(revision: str, title: str, x_range: tuple, y_range: tuple, _coords: np.ndarray,
+                   _labels: np.ndarray) -> str:
+    """The map as a picture (maps_figures.map_preview), in Markdown, once per map and view, shared by every
+    visitor."""
+    return pictures_ui.markdown(maps_figures.map_preview(_coords, _labels, title=title, x_range=x_range,
+                                                         y_range=y_range, height=MAP_HEIGHT))
+
+
+def preview_style(frame: str) -> str:
+    """The map's picture shows in the chart's place until plotly has drawn the chart (a new tab loads plotly.js
+    first: seconds on a small machine), stretched to the chart's size; then it goes and the chart takes its place.
+    The map area's fixed height keeps the rest of the page still."""
+    where = f".st-key-{frame}"
+    return (f"<style>{where} [data-testid=stMarkdown] img {{width: 100%; height: {MAP_HEIGHT}px}} "
+            f"{where}:has(.js-plotly-plot .main-svg) .stElementContainer:has([data-testid=stMarkdown]) "
+            "{display: none}</style>")
 
 
 def map_area():

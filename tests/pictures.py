@@ -1,10 +1,11 @@
 """Reading back the pictures pages show (cae.views.figures.pictures): their alt text, their text and their pixels, from
-a Picture or from what st.image sent (an SVG as a data: URL), for AppTest and unit tests."""
+a Picture or from what a page sent (a Markdown image of an SVG, cae.ui.images), for AppTest and unit tests."""
 
 from __future__ import annotations
 
 import base64
 import io
+import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from cae.views.figures.pictures import Picture
 SVG = "{http://www.w3.org/2000/svg}"
 SVG_URL = "data:image/svg+xml;base64,"
 PNG_URL = "data:image/png;base64,"
+MARKDOWN_PICTURE = re.compile(r"!\[((?:\\.|[^\]\\])*)\]\(" + re.escape(SVG_URL) + r"([A-Za-z0-9+/=]+)\)")
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,11 @@ def read(picture: Picture) -> Shown:
 
 
 def shown_pictures(at) -> list[Shown]:
-    """Every picture an AppTest run of a page shows (st.image elements holding SVG), in page order."""
+    """Every picture an AppTest run of a page shows (Markdown images of SVG, cae.ui.images), in page order."""
     shown = []
-    for element in at.get("image"):
-        for image in element.proto.imgs:
-            if image.url.startswith(SVG_URL):
-                shown.append(Shown(image.alt, base64.b64decode(image.url[len(SVG_URL):]).decode("utf-8")))
+    for element in at.get("markdown"):
+        for alt, data in MARKDOWN_PICTURE.findall(element.value):
+            shown.append(Shown(re.sub(r"\\(.)", r"\1", alt), base64.b64decode(data).decode("utf-8")))
     return shown
 
 

@@ -4,6 +4,7 @@ on the real WebGL map in Chromium."""
 import json
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -206,3 +207,33 @@ def test_clicking_a_point_on_the_webgl_map_opens_the_digit(app_server):
         page.set_viewport_size({"width": 1400, "height": 2200})  # the app scrolls inside: show the digit too
         assert screenshot(page, "code-space.png").stat().st_size > 20_000
     assert abs(opened["x"] - where["x"]) < 5 and abs(opened["y"] - where["y"]) < 5
+
+
+def test_the_map_shows_as_a_picture_until_its_chart_is_drawn(app_server):
+    """A new tab loads plotly.js (4.7 MB) before it can draw the map's chart: a picture of the map holds its place
+    meanwhile, and gives it up to the chart."""
+    from tests.browser import chromium
+
+    picture = """() => { const img = [...document.images].find(i => (i.alt || '').includes('until its chart'));
+        return img ? img.complete && img.naturalWidth > 0 && img.offsetWidth > 0 : null; }"""
+    with chromium() as context:
+        page = context.new_page()
+        held = []  # plotly.js, kept back until the picture has been seen
+        page.route("**/PlotlyChart*", lambda route: held.append(route))
+        page.goto(f"{app_server.url}/Code_space")
+        page.wait_for_function(picture, timeout=120_000)
+        assert not page.locator(".js-plotly-plot").count()  # the picture came first, not the chart
+        box = page.evaluate("""() => [...document.images].find(i => (i.alt || '').includes('until its chart'))
+            .getBoundingClientRect().toJSON()""")
+        assert box["width"] > 600 and box["height"] > 450  # the map's size (560 high once the page's style is in)
+        deadline = time.monotonic() + 60
+        while not held:  # the chart asks for plotly.js (requests are handled while Playwright waits)
+            assert time.monotonic() < deadline, "the map's chart never asked for plotly.js"
+            page.wait_for_timeout(100)
+        held[0].continue_()
+        page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
+            String(el.layout?.title?.text || '').includes('PCA of the codes') && el._fullLayout?.xaxis?._length)""",
+                               timeout=120_000)
+        page.wait_for_function(f"() => ({picture})() === false", timeout=10_000)  # gone, the chart in its place
+        chart = page.locator(".js-plotly-plot").first.bounding_box()
+        assert chart["y"] == pytest.approx(box["y"], abs=2) and chart["height"] == pytest.approx(560, abs=2)

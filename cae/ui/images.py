@@ -1,12 +1,16 @@
 """Pictures on a page (cae.views.figures.pictures), and the result view every page shows a digit's reconstruction in.
 
-A picture is an SVG that st.image sends inside the page's message: it shows as soon as the page's message arrives,
-with no chart library to load first (see cae.views.figures.pictures).
+A picture is an SVG sent inside the page's message as a Markdown image (a data: URL): Streamlit's Markdown element
+is part of the code the browser runs first, so a picture shows as soon as the page's message arrives, with nothing
+to load before it (st.image's element is loaded on demand, and a page's other elements can keep it waiting: 0.3 to
+0.8 s more in a new tab, docs/benchmarks.md). What st.image would add: a full-screen button.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import base64
+import re
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -17,10 +21,18 @@ from cae.views import explore
 from cae.views.figures import pictures
 from cae.views.figures.pictures import Picture
 
+SVG_URL = "data:image/svg+xml;base64,"
 
-def show(picture: Picture, *, where: Any = st, width: Literal["content", "stretch"] = "content") -> None:
-    """A picture at its natural size (smaller where the column is narrower), or as wide as its column."""
-    where.image(picture.svg, alt=picture.alt, width=width)
+
+def markdown(picture: Picture) -> str:
+    """The picture as a Markdown image: its alt text (punctuation escaped, so it stays plain text) and its SVG."""
+    alt = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", picture.alt)
+    return f"![{alt}]({SVG_URL}{base64.b64encode(picture.svg.encode('utf-8')).decode('ascii')})"
+
+
+def show(picture: Picture, *, where: Any = st) -> None:
+    """A picture at its natural size, smaller where the column is narrower."""
+    where.markdown(markdown(picture))
 
 
 def show_reconstruction(model: nn.Module, image: np.ndarray | None, *, noise: Noise | None = None,

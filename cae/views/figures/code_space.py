@@ -26,6 +26,8 @@ CHOSEN = "#000000"
 YOUR_DIGIT = -1  # customdata of your digit's star (digits are 0..N-1)
 PLANE_POINT = -2  # customdata of the invisible points that make the empty plane clickable
 CLICK_GRID = 48  # invisible points a side over the code plane
+MAP_MARGIN = dict(l=45, r=95, t=40, b=40)  # a map's plot area inside its chart; the legend on the right
+PREVIEW_WIDTH = 860  # pixels of a map's preview: its plot area on a 1400-pixel-wide window
 
 
 def _padded(low: float, high: float, share: float = 0.04) -> list[float]:
@@ -36,6 +38,16 @@ def _padded(low: float, high: float, share: float = 0.04) -> list[float]:
 def map_extent(coords: np.ndarray) -> np.ndarray:
     """(2, 2) [[x_low, x_high], [y_low, y_high]] of all the points."""
     return np.stack([coords.min(0), coords.max(0)], 1) if len(coords) else np.array([[-1.0, 1.0], [-1.0, 1.0]])
+
+
+def map_ranges(coords: np.ndarray, yours: np.ndarray | None = None,
+               extent: np.ndarray | None = None) -> tuple[list[float], list[float]]:
+    """The x and y ranges a map shows: every point (or `extent`) and your digit's star, with a margin."""
+    extent = map_extent(np.asarray(coords, np.float32)) if extent is None else extent
+    if yours is not None:  # the star stays in view even when it lands outside the digits
+        yours = np.asarray(yours, np.float32).reshape(2)
+        extent = np.stack([np.minimum(extent[:, 0], yours), np.maximum(extent[:, 1], yours)], 1)
+    return _padded(*extent[0]), _padded(*extent[1])
 
 
 def code_map(coords: np.ndarray, labels: np.ndarray, *, title: str, yours: np.ndarray | None = None,
@@ -49,11 +61,9 @@ def code_map(coords: np.ndarray, labels: np.ndarray, *, title: str, yours: np.nd
     """
     coords = np.asarray(coords, np.float32)
     labels = np.asarray(labels)
-    extent = map_extent(coords) if extent is None else extent
-    if yours is not None:  # the star stays in view even when it lands outside the digits
+    x_range, y_range = map_ranges(coords, yours, extent)
+    if yours is not None:
         yours = np.asarray(yours, np.float32).reshape(2)
-        extent = np.stack([np.minimum(extent[:, 0], yours), np.maximum(extent[:, 1], yours)], 1)
-    x_range, y_range = _padded(*extent[0]), _padded(*extent[1])
     traces = [click_grid(*x_range, *y_range)] if clickable else []  # first: the digits are drawn over it
     for label in range(10):
         members = np.flatnonzero(labels == label)
@@ -74,7 +84,7 @@ def code_map(coords: np.ndarray, labels: np.ndarray, *, title: str, yours: np.nd
                            marker=dict(symbol="star", size=20, color=YOURS, line=dict(width=1.5, color=CHOSEN)),
                            hovertemplate="your digit<extra></extra>"))
     return stable_figure(traces, title=dict(text=title), height=height, uirevision=revision or title,
-                         margin=dict(l=45, r=95, t=40, b=40), hovermode="closest", dragmode="zoom",
+                         margin=MAP_MARGIN, hovermode="closest", dragmode="zoom",
                          legend=dict(title=dict(text="label"), itemsizing="constant", x=1.01, xanchor="left", y=1,
                                yanchor="top"),
                          xaxis=dict(range=x_range, title=dict(text=axis_titles[0]), zeroline=False),
@@ -145,3 +155,55 @@ def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[st
             drawing.text(column * 29 * pixel + 3, top + 3, tag, size=11, colour=YOURS, baseline="hanging")
     described = "; ".join(caption for caption, _ in rows if caption)
     return drawing.picture(described or "digits")
+
+
+def map_pixels(coords: np.ndarray, labels: np.ndarray, x_range: Sequence[float], y_range: Sequence[float], *,
+               width: int = PREVIEW_WIDTH, height: int = 480) -> np.ndarray:
+    """The map's points over its plot area as an (height, width) image of 1 + each pixel's label (0: no point): a
+    dot of the chart's size per digit, drawn in the chart's order (digit 0's points first, 9's on top)."""
+    coords = np.asarray(coords, np.float64)
+    labels = np.asarray(labels)
+    columns = np.round((coords[:, 0] - x_range[0]) / (x_range[1] - x_range[0]) * (width - 1)).astype(np.int64)
+    rows = np.round((y_range[1] - coords[:, 1]) / (y_range[1] - y_range[0]) * (height - 1)).astype(np.int64)
+    dot = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy * dy + dx * dx <= 4]  # about 4 px across
+    pixels = np.zeros((height, width), np.uint8)
+    for label in range(10):
+        members = labels == label
+        for dy, dx in dot:
+            y, x = rows[members] + dy, columns[members] + dx
+            inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+            pixels[y[inside], x[inside]] = label + 1
+    return pixels
+
+
+def points_uri(pixels: np.ndarray) -> str:
+    """map_pixels as a PNG data: URL with a palette (the label colours at the chart's opacity of 0.75): about a
+    third of the bytes of a full-colour one."""
+    palette = [0, 0, 0, 0]
+    for colour in LABEL_COLOURS:
+        palette += [int(colour[i:i + 2], 16) for i in (1, 3, 5)] + [191]
+    image = Image.fromarray(pixels, mode="P")
+    image.putpalette(palette, rawmode="RGBA")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def map_preview(coords: np.ndarray, labels: np.ndarray, *, title: str, x_range: Sequence[float],
+                y_range: Sequence[float], height: int = 560) -> Picture:
+    """A picture of the map's chart (its points, title and legend at the chart's places, no axes) to show while the
+    browser loads plotly.js for the chart itself. Drawn for a chart PREVIEW_WIDTH + its margins wide; it may be
+    stretched to the chart's width and height (margins then change by a few pixels)."""
+    margin = MAP_MARGIN
+    plot_height = height - margin["t"] - margin["b"]
+    drawing = Drawing(PREVIEW_WIDTH + margin["l"] + margin["r"], height)
+    drawing.text(0.01 * drawing.width, 26, title, size=16, bold=True)
+    points = points_uri(map_pixels(coords, labels, x_range, y_range, height=plot_height))
+    drawing.png(points, margin["l"], margin["t"], PREVIEW_WIDTH, plot_height, sharp=False)
+    legend = drawing.width - margin["r"] + 12
+    drawing.text(legend, margin["t"] + 10, "label", size=12)
+    for label, colour in enumerate(LABEL_COLOURS):
+        y = margin["t"] + 29 + 19 * label
+        drawing.circle(legend + 6, y - 4, 5, fill=colour)
+        drawing.text(legend + 17, y, str(label), size=12)
+    return drawing.picture(f"{title} (a picture of the map, until its chart is ready)", stretch=True)

@@ -1,12 +1,11 @@
-"""Pictures for st.image: digits, maps of activations, numbered grids and diagrams drawn as SVG, with no plotly.
+"""Pictures: digits, maps of activations, numbered grids and diagrams drawn as SVG, with no plotly. No st.* here.
 
 Where a chart's interactivity adds little (28x28 digits, a layer's maps, small grids of numbers), a picture costs the
-browser far less than a chart: st.image sends an SVG inside the page's own message (a data: URL) and the browser
-draws it at once, while a page's first plotly chart makes the browser fetch and run plotly.js (4.7 MB) and then plot
-every chart of the page in one long task, so nothing else appears meanwhile (docs/benchmarks.md). Pixels are PNGs
-inside the SVG, drawn sharp at any size (image-rendering: pixelated); text is SVG text in the charts' grey
-(base.INK), which reads on Streamlit's light and dark themes. What a picture loses against a chart: hover values
-and zoom. No st.* here.
+browser far less than a chart: a page sends it inside its own message (cae.ui.images) and the browser draws it at
+once, while a page's first plotly chart makes the browser fetch and run plotly.js (4.7 MB) and then plot every chart
+of the page in one long task, so nothing else appears meanwhile (docs/benchmarks.md). Pixels are PNGs inside the
+SVG, drawn sharp at any size (image-rendering: pixelated); text is SVG text in the charts' grey (base.INK), which
+reads on Streamlit's light and dark themes. What a picture loses against a chart: hover values and zoom.
 """
 
 from __future__ import annotations
@@ -75,7 +74,7 @@ def number(value: float) -> str:
 
 @dataclass(frozen=True)
 class Picture:
-    """An SVG for st.image, its natural size in CSS pixels, and what it shows in words (its alt text)."""
+    """An SVG, its natural size in CSS pixels, and what it shows in words (its alt text)."""
 
     svg: str
     alt: str
@@ -93,9 +92,13 @@ class Drawing:
 
     def pixels(self, rgba: np.ndarray, x: float, y: float, width: float, height: float) -> None:
         """An RGBA array stretched over a box, each value a sharp square (no smoothing between them)."""
-        self.parts.append(f'<image href="{png_uri(rgba)}" x="{number(x)}" y="{number(y)}" width="{number(width)}" '
-                          f'height="{number(height)}" preserveAspectRatio="none" '
-                          'style="image-rendering:pixelated"/>')
+        self.png(png_uri(rgba), x, y, width, height, sharp=True)
+
+    def png(self, source: str, x: float, y: float, width: float, height: float, *, sharp: bool) -> None:
+        """A PNG (a data: URL) stretched over a box; `sharp`: each of its pixels a square, not smoothed."""
+        style = ' style="image-rendering:pixelated"' if sharp else ""
+        self.parts.append(f'<image href="{source}" x="{number(x)}" y="{number(y)}" width="{number(width)}" '
+                          f'height="{number(height)}" preserveAspectRatio="none"{style}/>')
 
     def text(self, x: float, y: float, text: str, *, size: float = TEXT_SIZE, anchor: str = "start",
              bold: bool = False, colour: str = INK, baseline: str = "auto") -> None:
@@ -114,12 +117,17 @@ class Drawing:
         self.parts.append(f'<line x1="{number(x0)}" y1="{number(y0)}" x2="{number(x1)}" y2="{number(y1)}" '
                           f'stroke="{stroke}" stroke-width="{number(stroke_width)}"{end}/>')
 
-    def picture(self, alt: str) -> Picture:
+    def circle(self, x: float, y: float, radius: float, *, fill: str) -> None:
+        self.parts.append(f'<circle cx="{number(x)}" cy="{number(y)}" r="{number(radius)}" fill="{fill}"/>')
+
+    def picture(self, alt: str, *, stretch: bool = False) -> Picture:
+        """The SVG; `stretch`: it may be drawn wider or narrower than its natural shape (no aspect kept)."""
         arrow = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
                  f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{INK}"/></marker></defs>')
         body = "".join(self.parts)
+        aspect = ' preserveAspectRatio="none"' if stretch else ""
         svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" height="{self.height}" '
-               f'viewBox="0 0 {self.width} {self.height}" font-family="{FONT_FAMILY}">'
+               f'viewBox="0 0 {self.width} {self.height}"{aspect} font-family="{FONT_FAMILY}">'
                f'<title>{html.escape(alt)}</title>{arrow if "url(#arrow)" in body else ""}{body}</svg>')
         return Picture(svg, alt, self.width, self.height)
 

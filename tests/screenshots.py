@@ -34,7 +34,10 @@ COLOURS = 128  # a palette this size keeps the digits' greys and the charts' col
 
 
 def store(page, path: Path) -> int:
-    """Save the page's viewport as a small palette PNG; returns its size in bytes."""
+    """Save the page's viewport as a small palette PNG, once every element has been drawn (pictures come before the
+    sidebar's widgets, which Streamlit loads on demand); returns its size in bytes."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=stSkeleton]')", timeout=60_000)
+    wait_images_loaded(page)
     raw = path.with_suffix(".raw.png")
     page.screenshot(path=str(raw))
     with Image.open(raw) as shot:

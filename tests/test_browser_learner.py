@@ -13,16 +13,17 @@ from tests.browser import (
     chromium,
     clear_canvas,
     draw,
+    picture_alts,
     screenshot,
+    wait_for_picture,
     wait_for_plot,
     wait_for_reconstruction,
     wait_images_loaded,
 )
 
-# The z values of the chart whose title holds `part`, as one string (to tell one drawing from another).
-CHART_DATA = """part => { const el = [...document.querySelectorAll('.js-plotly-plot')].find(e =>
-    String(e.layout?.title?.text || '').includes(part));
-    return el && el._fullData?.length ? JSON.stringify(el.data[0].z) : null; }"""
+# The source of the picture whose alt text holds `part` (its pixels: to tell one drawing from another).
+PICTURE_DATA = """part => { const img = [...document.images].find(i => (i.alt || '').includes(part));
+    return img && img.complete ? img.src : null; }"""
 
 
 @pytest.fixture
@@ -40,12 +41,13 @@ def test_the_vaes_traversal_follows_each_new_drawing_and_the_toolbar_is_the_view
     page.get_by_text("Model: Pretrained variational (VAE)").wait_for(timeout=30_000)
     draw(page, SEVEN)
     wait_for_reconstruction(page)
-    wait_for_plot(page, "drawn on the home page")  # the traversal of the drawing, not "draw a digit first"
-    seven = page.evaluate(CHART_DATA, "code number 0 swept")
+    wait_for_picture(page, "drawn on the home page")  # the traversal of the drawing, not "draw a digit first"
+    seven = page.evaluate(PICTURE_DATA, "code number 0 swept")
     clear_canvas(page)
     draw(page, ZERO)
     wait_for_reconstruction(page)
-    page.wait_for_function(f"() => ({CHART_DATA})('code number 0 swept') !== {seven!r}", timeout=30_000)
+    page.wait_for_function(f"seven => {{ const now = ({PICTURE_DATA})('code number 0 swept');"
+                           " return !!now && now !== seven; }", arg=seven, timeout=30_000)
     wait_images_loaded(page)
     screenshot(page, "vae-traversal-follows-drawing.png")
 
@@ -67,11 +69,8 @@ def test_a_click_on_the_code_planes_empty_space_decodes_that_point(app_server):
                     code: [xaxis.p2l(xaxis._length - 4), yaxis.p2l(4)]}; }""")
         page.mouse.move(where["x"], where["y"])
         page.mouse.click(where["x"], where["y"])
-        page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
-            (el._fullLayout?.annotations || []).some(a => String(a.text).startsWith('Decoded at')))""",
-                               timeout=60_000)
-        decoded = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(el =>
-            (el._fullLayout?.annotations || []).map(a => String(a.text))).find(t => t.startsWith('Decoded at'))""")
+        wait_for_picture(page, "Decoded at")
+        decoded = next(alt for alt in picture_alts(page) if alt.startswith("Decoded at"))
         x, y = map(float, re.match(r"Decoded at \(([-\d.]+), ([-\d.]+)\)", decoded).groups())
         span = page.evaluate("""() => { const el = [...document.querySelectorAll('.js-plotly-plot')].find(e =>
             String(e.layout?.title?.text || '').includes('The codes of'));

@@ -223,8 +223,11 @@ def test_the_map_shows_as_a_picture_until_its_chart_is_drawn(app_server):
         page.goto(f"{app_server.url}/Code_space")
         page.wait_for_function(picture, timeout=120_000)
         assert not page.locator(".js-plotly-plot").count()  # the picture came first, not the chart
-        box = page.evaluate("""() => [...document.images].find(i => (i.alt || '').includes('until its chart'))
-            .getBoundingClientRect().toJSON()""")
+        in_frame = """selector => {
+            const frame = document.querySelector('.st-key-cs_map_frame').getBoundingClientRect();
+            const box = document.querySelector(selector).getBoundingClientRect();
+            return {top: box.top - frame.top, width: box.width, height: box.height}; }"""  # elements above still move
+        box = page.evaluate(in_frame, "img[alt*='until its chart']")
         assert box["width"] > 600 and box["height"] > 450  # the map's size (560 high once the page's style is in)
         deadline = time.monotonic() + 60
         while not held:  # the chart asks for plotly.js (requests are handled while Playwright waits)
@@ -235,5 +238,5 @@ def test_the_map_shows_as_a_picture_until_its_chart_is_drawn(app_server):
             String(el.layout?.title?.text || '').includes('PCA of the codes') && el._fullLayout?.xaxis?._length)""",
                                timeout=120_000)
         page.wait_for_function(f"() => ({picture})() === false", timeout=10_000)  # gone, the chart in its place
-        chart = page.locator(".js-plotly-plot").first.bounding_box()
-        assert chart["y"] == pytest.approx(box["y"], abs=2) and chart["height"] == pytest.approx(560, abs=2)
+        chart = page.evaluate(in_frame, ".js-plotly-plot")
+        assert chart["top"] == pytest.approx(box["top"], abs=2) and chart["height"] == pytest.approx(560, abs=2)

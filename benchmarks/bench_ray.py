@@ -69,8 +69,11 @@ def time_polls(engine, handles: list[RunHandle], stop: threading.Event, latencie
     while not stop.is_set():
         if actor is None:
             running = [handle for handle in handles if handle.state is RunState.RUNNING]
-            if running:
-                actor = ray.get_actor(actor_name(running[0].run_id), namespace=NAMESPACE)
+            try:
+                actor = ray.get_actor(actor_name(running[0].run_id), namespace=NAMESPACE) if running else None
+            except ValueError:  # it ended between the two looks
+                actor = None
+            have = {"steps": 0, "checks": 0, "filters": -1, "previews": -1}
         if actor is not None:
             began = time.perf_counter()
             try:
@@ -97,8 +100,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=PAGE_DEFAULTS.train.epochs)
+    parser.add_argument("--rounds", type=int, default=2, help="of the one-run-alone comparison")
     args = parser.parse_args()
     data = load_mnist()
+    torch_threads = torch.get_num_threads()
     folder = Path(data_dir()).resolve()
     print(f"data: {data.describe()} ({folder}); default run: {PAGE_DEFAULTS.train.describe()}, "
           f"{PAGE_DEFAULTS.train.train_subset:,} digits; torch threads here: {torch.get_num_threads()}")
@@ -129,45 +134,60 @@ def main() -> None:
             memory: dict[str, float] = {}  # a run's worker: the most memory it was seen with
             placed: dict[str, float] = {}
             ended: dict[str, float] = {}
+            looks = 0
             while any(handle.alive for handle in handles):
                 now = time.perf_counter()
+                looks += 1
                 for handle in handles:
                     if handle.state is RunState.RUNNING:
-                        placed.setdefault(handle.run_id, now)
-                        seen = worker_memory_mb(handle.worker.pid)
-                        memory[handle.run_id] = max(memory.get(handle.run_id, 0.0), seen)
+                        placed.setdefault(handle.run_id, now - began)
+                        if looks % 10 == 0:  # `ps` every 2 s: more would take CPU from the runs
+                            seen = worker_memory_mb(handle.worker.pid)
+                            memory[handle.run_id] = max(memory.get(handle.run_id, 0.0), seen)
                     if not handle.alive:
-                        ended.setdefault(handle.run_id, now)
-                time.sleep(0.5)
+                        ended.setdefault(handle.run_id, now - began)
+                time.sleep(0.2)
             cluster_wall = time.perf_counter() - began
             stop.set()
             poller.join()
             wait_all(handles)
             cluster_speeds = [per_run_speed(handle) for handle in handles]
             lengths = [ended[run] - placed[run] for run in placed if run in ended]
-            print(f"1. cluster sweep of {args.runs} runs on 2 worker CPUs: {cluster_wall:.1f} s "
-                  f"({statistics.mean(cluster_speeds):,.0f} samples/s a run, 1 thread each); "
+            cpus = engine.load().places
+            print(f"1. cluster sweep of {args.runs} runs on {cpus} worker CPUs: {cluster_wall:.1f} s "
+                  f"({statistics.mean(cluster_speeds):,.0f} samples/s a run, 1 thread each, {cpus} at once); "
                   f"speed-up {embedded_wall / cluster_wall:.2f}x")
             ordered = sorted(latencies)
             p95 = ordered[int(0.95 * (len(ordered) - 1))]
             print(f"3. poll latency while the sweep trained: {len(ordered)} polls, median "
                   f"{statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} "
                   f"ms (goal p95 <= 50 ms)")
+            first_wave = sorted(placed.values())[:cpus]
             print(f"4. a default run on one worker CPU, from running to its end (its last check of every held-out "
                   f"digit included): {statistics.mean(lengths):.1f} s (min {min(lengths):.1f}, max "
-                  f"{max(lengths):.1f}); a worker's memory at most {max(memory.values()):.0f} MB")
+                  f"{max(lengths):.1f}); Start to running on a free CPU (a worker's start and its data): "
+                  f"{statistics.mean(first_wave):.1f} s; a worker's memory at most {max(memory.values()):.0f} MB "
+                  f"(resident, shared libraries included)")
 
             # Alone: one run on a worker, one in this process on one thread; same configs, interleaved.
             model, train = configs[0]
             torch.set_num_threads(1)
-            alone_worker = engine.start(model, train, workspace=workspace)
-            alone_worker.join()
             solo = EmbeddedEngine(lambda: data, store=store, queue=RunQueue(1))
-            alone_here = solo.start(model, train, workspace=workspace)
-            alone_here.join()
-            worker_speed, here_speed = per_run_speed(alone_worker), per_run_speed(alone_here)
-            print(f"2. one run alone, one torch thread each: on a worker {worker_speed:,.0f} samples/s, in this "
-                  f"process {here_speed:,.0f}: ratio {worker_speed / here_speed:.2f} (goal >= 0.9)")
+            worker_speeds, here_speeds = [], []
+            for _ in range(args.rounds):
+                for engine_used, speeds in ((engine, worker_speeds), (solo, here_speeds)):
+                    alone = engine_used.start(model, train, workspace=workspace)
+                    wait_all([alone])
+                    speeds.append(per_run_speed(alone))
+            worker_speed, here_speed = statistics.median(worker_speeds), statistics.median(here_speeds)
+            print(f"2. one run alone, one torch thread each, {args.rounds} rounds interleaved (medians): on a worker "
+                  f"{worker_speed:,.0f} samples/s ({', '.join(f'{v:,.0f}' for v in worker_speeds)}), in this "
+                  f"process {here_speed:,.0f} ({', '.join(f'{v:,.0f}' for v in here_speeds)}): ratio "
+                  f"{worker_speed / here_speed:.2f} (goal >= 0.9)")
+            mean_cluster, mean_embedded = statistics.mean(cluster_speeds), statistics.mean(embedded_speeds)
+            print(f"   in the sweep: {mean_cluster:,.0f} samples/s a run on the cluster (1 thread, {cpus} at once) "
+                  f"against {mean_embedded:,.0f} embedded (one run at a time on {torch_threads} threads): "
+                  f"{cpus * mean_cluster:,.0f} samples/s for the {cpus} at once against {mean_embedded:,.0f}")
             import ray
 
             ray.shutdown()

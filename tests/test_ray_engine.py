@@ -162,6 +162,22 @@ def test_a_run_trains_to_its_end_on_a_worker_and_lands_in_the_store_as_an_embedd
     assert store.get_run(workspace, embedded.run_id).state == "finished"
 
 
+def test_a_run_whose_actor_went_before_its_end_was_fetched_ends_as_the_store_says(driver, data, store):
+    from cae.engine.ray_engine import RayEngine
+
+    # The actor exits the moment its run has ended, while its follower polls every 15 s: the follower finds it gone
+    # and learns the end, and the steps since its last poll, from the store.
+    engine = RayEngine(lambda: data, store=store, poll_seconds=15, linger_seconds=0)
+    workspace = new_workspace_id()
+    handle = engine.start(ModelConfig(), SHORT, workspace=workspace)
+    handle.join(240)
+    snap = handle.snapshot()
+    assert snap.state is RunState.FINISHED and snap.step == 16 and snap.stop_reason is None
+    curve = store.loss_curve(workspace, handle.run_id)
+    assert snap.history.train_loss == pytest.approx(curve.loss) and len(snap.history.val_mse) == 2
+    assert handle.final_checkpoint().held_out_mse == pytest.approx(snap.history.val_mse[-1])
+
+
 def test_pause_gives_the_worker_back_and_resume_goes_on_from_the_same_step(engine, store):
     workspace = new_workspace_id()
     handle = engine.start(ModelConfig(), long_run(20), workspace=workspace)

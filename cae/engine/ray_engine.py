@@ -61,7 +61,7 @@ NAMESPACE = "cae-explorer"  # the Ray namespace of every run's actor: their name
 ACTOR_PREFIX = "cae-run-"
 POLL_SECONDS = 0.5  # the handle asks its actor for news this often (the Train page redraws every second)
 POLL_GAP_SECONDS = 5.0  # the actor: a run polled this recently has someone following it
-LINGER_SECONDS = 10.0  # an ended run's actor waits this long at most for its final snapshot to be fetched
+LINGER_SECONDS = 10.0  # an ended run's actor waits this long for its follower to fetch the end and kill it
 PARK_SECONDS = 120.0  # Pause: the step in flight (an epoch's validation included) must end within this
 NAME_FREE_SECONDS = 30.0  # Resume right after Pause: the killed actor's name is freed within this
 # ray.init() tries to reach the head's GCS once a second, 20 times by default; a refused token looks the same as a
@@ -219,7 +219,6 @@ class RunActor:
         self._store: RunStore | None = None
         self._failure: str | None = None
         self._stop_requested = False
-        self._final_fetched = threading.Event()
         self._filters = _Versioned()
         self._previews = _Versioned()
         node = ray.get_runtime_context().get_node_id()
@@ -254,9 +253,9 @@ class RunActor:
     def _run(self) -> None:
         try:
             runner = self._take_up()
+            self._runner = runner  # first: a Stop from now on reaches the runner itself
             if self._stop_requested:
                 runner.stop()  # Stop while the data loaded: the run ends at once, as a waiting one does
-            self._runner = runner
             runner.start()
             runner.join()
         except Exception as error:  # the follower shows it, and the store keeps it
@@ -268,8 +267,9 @@ class RunActor:
                 except StoreError:
                     pass  # the follower ends it in the store when it can
         finally:
-            self._final_fetched.wait(self.spec.linger_seconds)
-            # The run has ended (its model in the store): the actor gives its CPU back.
+            # The run has ended, its model in the store. Its follower kills the actor once it has the last snapshot
+            # (an actor that killed itself then could cut that answer off); without one, the actor goes by itself.
+            time.sleep(self.spec.linger_seconds)
             ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def poll(self, have: dict[str, int], keepalive: bool = True) -> dict[str, Any]:
@@ -279,14 +279,11 @@ class RunActor:
             self._polled_at = time.monotonic()
         answer: dict[str, Any] = {"worker": self._where}
         if self._failure is not None:
-            self._final_fetched.set()
             return {**answer, "phase": "failed", "error": self._failure}
         runner = self._runner
         if runner is None:
             return {**answer, "phase": "starting"}
         snap = runner.snapshot()
-        if not snap.state.live and snap.state is not RunState.READY:
-            self._final_fetched.set()
         return {**answer, "phase": "running", "state": snap.state.value, "step": snap.step,
                 "total_steps": snap.total_steps, "steps_per_epoch": snap.steps_per_epoch,
                 "stop_reason": None if snap.stop_reason is None else snap.stop_reason.name,
@@ -683,6 +680,20 @@ class RayRun:
         self._end_here(RunState.STOPPED, reason=StopReason.INTERRUPTED, message=message)
 
     def _end_from_record(self, record: RunRecord) -> None:
+        """The run ended and its actor went before this handle fetched the end: the end, and the steps since the
+        last poll, from the store."""
+        try:
+            curve = self._engine.store.loss_curve(self.workspace, self._run_id)
+            checks = self._engine.store.validations(self.workspace, self._run_id)
+        except StoreError as error:
+            self._store_problem = str(error)
+            curve = None
+        if curve is not None and curve.steps == list(range(1, record.steps + 1)):  # every step kept (not thinned)
+            history = replace(self._published.history, train_loss=list(curve.loss),
+                              terms={name: list(values) for name, values in curve.terms.items()},
+                              val_step=[check.step for check in checks], val_mse=[check.val_mse for check in checks],
+                              samples=record.samples, samples_per_s=record.samples_per_s)
+            self._published = replace(self._published, step=record.steps, history=history)
         state = {"finished": RunState.FINISHED, "failed": RunState.FAILED}.get(record.state, RunState.STOPPED)
         reason = STOP_REASONS.get(record.end_reason)
         self._end_here(state, reason=reason, message=record.end_message if reason else None,
@@ -749,7 +760,8 @@ class RayEngine:
 
     def __init__(self, data: Callable[[], MnistData], *, store: RunStore, preview_digits: int = 8,
                  preview_seconds: float = 1.0, orphan_seconds: float = ORPHAN_SECONDS,
-                 poll_seconds: float = POLL_SECONDS, poll_gap_seconds: float = POLL_GAP_SECONDS):
+                 poll_seconds: float = POLL_SECONDS, poll_gap_seconds: float = POLL_GAP_SECONDS,
+                 linger_seconds: float = LINGER_SECONDS):
         self.data = data
         self.store = store
         self.location = StoreLocation.of(store)
@@ -758,6 +770,7 @@ class RayEngine:
         self.orphan_seconds = orphan_seconds
         self.poll_seconds = poll_seconds
         self.poll_gap_seconds = poll_gap_seconds
+        self.linger_seconds = linger_seconds
         self._actor_class = ray.remote(RunActor)
         self._handles: weakref.WeakSet[RayRun] = weakref.WeakSet()
 
@@ -773,7 +786,7 @@ class RayEngine:
         return RunSpec(workspace=workspace, run_id=run_id, store=self.location, data_source=self.data().source,
                        model_config=model_config, train_config=train_config, preview_digits=self.preview_digits,
                        preview_seconds=self.preview_seconds, orphan_seconds=self.orphan_seconds,
-                       poll_gap_seconds=self.poll_gap_seconds)
+                       poll_gap_seconds=self.poll_gap_seconds, linger_seconds=self.linger_seconds)
 
     def place(self, spec: RunSpec) -> Any:
         """Ask the cluster for the run's actor (placed when a CPU is free). An actor killed a moment ago may still

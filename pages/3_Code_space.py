@@ -36,6 +36,7 @@ PLANE_CHECKPOINT = checkpoint.PRETRAINED_DIR / "plane.pt"
 PLANE_LABEL = next((label for label, path in checkpoint.PRETRAINED.items() if path == PLANE_CHECKPOINT), None)
 METHODS = {"PCA": "pca", "t-SNE": "tsne"}
 MAP_HEIGHT = 560  # every map of the codes: PCA, t-SNE, the t-SNE map taking shape and its blank start
+PLANE_CHART_WIDTH = 470  # the code plane's chart, in half the page, on a 1400-pixel-wide window
 # The map area keeps one height whatever it holds (the PCA map, the t-SNE job's progress and its map so far, the
 # finished t-SNE map): a line of text in a box of its own height, so that a caption and a progress bar put the map
 # at the same place (room for the caption to wrap once on a narrow window), then the map.
@@ -152,7 +153,10 @@ def take_clicks(chart_key: str, *, plane: bool = False) -> None:
 
 
 def draw_map(code_map, labels: np.ndarray, *, title: str, yours: np.ndarray | None, chart_key: str,
-             axis_titles: tuple[str, str] = ("", ""), revision: str, clickable: bool = False) -> None:
+             axis_titles: tuple[str, str] = ("", ""), revision: str, clickable: bool = False,
+             width: int = maps_figures.PREVIEW_WIDTH) -> None:
+    """The map's chart, and a picture of it in its place until the browser has drawn it; `width`: about the chart's
+    width in pixels on a common window (the picture's, stretched to the chart's real width)."""
     placed = None if yours is None else code_map.place(yours[None])[0]
     clicked = st.session_state.get(CodeSpaceKey.CLICKED, [])
     names = ["A", "B"] if len(clicked) == 2 else ["A"]
@@ -162,19 +166,19 @@ def draw_map(code_map, labels: np.ndarray, *, title: str, yours: np.ndarray | No
     x_range, y_range = maps_figures.map_ranges(code_map.coords, placed)
     frame = f"{chart_key}_frame"
     with st.container(key=frame):
-        st.markdown(shared_preview(revision, title, tuple(x_range), tuple(y_range), code_map.coords, labels))
+        st.markdown(shared_preview(revision, title, tuple(x_range), tuple(y_range), width, code_map.coords, labels))
         st.plotly_chart(figure, key=chart_key, on_select="rerun", selection_mode="points", theme=None,
                         width="stretch")
     st.html(preview_style(frame))
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def shared_preview(revision: str, title: str, x_range: tuple, y_range: tuple, _coords: np.ndarray,
+def shared_preview(revision: str, title: str, x_range: tuple, y_range: tuple, width: int, _coords: np.ndarray,
                    _labels: np.ndarray) -> str:
     """The map as a picture (maps_figures.map_preview), in Markdown, once per map and view, shared by every
     visitor."""
     return pictures_ui.markdown(maps_figures.map_preview(_coords, _labels, title=title, x_range=x_range,
-                                                         y_range=y_range, height=MAP_HEIGHT))
+                                                         y_range=y_range, width=width, height=MAP_HEIGHT))
 
 
 def preview_style(frame: str) -> str:
@@ -261,7 +265,7 @@ def plane_section(model: nn.Module, fingerprint: str, codes: np.ndarray, labels:
     with left:
         draw_map(latent.fit_pca(codes), labels, title=f"The codes of {len(codes):,} digits", yours=yours,
                  chart_key=CodeSpaceKey.PLANE_CHART, axis_titles=("code[0]", "code[1]"),
-                 revision=f"plane-{fingerprint}", clickable=True)
+                 revision=f"plane-{fingerprint}", clickable=True, width=PLANE_CHART_WIDTH)
     point = st.session_state.get(CodeSpaceKey.PLANE_POINT)
     with right:
         image = shared_manifold(fingerprint, model, tuple(map(tuple, extent.tolist())))

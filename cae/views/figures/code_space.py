@@ -27,7 +27,7 @@ YOUR_DIGIT = -1  # customdata of your digit's star (digits are 0..N-1)
 PLANE_POINT = -2  # customdata of the invisible points that make the empty plane clickable
 CLICK_GRID = 48  # invisible points a side over the code plane
 MAP_MARGIN = dict(l=45, r=95, t=40, b=40)  # a map's plot area inside its chart; the legend on the right
-PREVIEW_WIDTH = 860  # pixels of a map's preview: its plot area on a 1400-pixel-wide window
+PREVIEW_WIDTH = 1000  # pixels of a map's preview: the chart's width on a 1400-pixel-wide window
 
 
 def _padded(low: float, high: float, share: float = 0.04) -> list[float]:
@@ -158,7 +158,7 @@ def strips(rows: Sequence[tuple[str, np.ndarray]], *, tags: Sequence[Sequence[st
 
 
 def map_pixels(coords: np.ndarray, labels: np.ndarray, x_range: Sequence[float], y_range: Sequence[float], *,
-               width: int = PREVIEW_WIDTH, height: int = 480) -> np.ndarray:
+               width: int, height: int) -> np.ndarray:
     """The map's points over its plot area as an (height, width) image of 1 + each pixel's label (0: no point): a
     dot of the chart's size per digit, drawn in the chart's order (digit 0's points first, 9's on top)."""
     coords = np.asarray(coords, np.float64)
@@ -190,16 +190,16 @@ def points_uri(pixels: np.ndarray) -> str:
 
 
 def map_preview(coords: np.ndarray, labels: np.ndarray, *, title: str, x_range: Sequence[float],
-                y_range: Sequence[float], height: int = 560) -> Picture:
+                y_range: Sequence[float], width: int = PREVIEW_WIDTH, height: int = 560) -> Picture:
     """A picture of the map's chart (its points, title and legend at the chart's places, no axes) to show while the
-    browser loads plotly.js for the chart itself. Drawn for a chart PREVIEW_WIDTH + its margins wide; it may be
-    stretched to the chart's width and height (margins then change by a few pixels)."""
+    browser loads plotly.js for the chart itself. Drawn for a chart `width` x `height`; it may be stretched to the
+    chart's real width (margins and text then change by a few percent)."""
     margin = MAP_MARGIN
-    plot_height = height - margin["t"] - margin["b"]
-    drawing = Drawing(PREVIEW_WIDTH + margin["l"] + margin["r"], height)
-    drawing.text(0.01 * drawing.width, 26, title, size=16, bold=True)
-    points = points_uri(map_pixels(coords, labels, x_range, y_range, height=plot_height))
-    drawing.png(points, margin["l"], margin["t"], PREVIEW_WIDTH, plot_height, sharp=False)
+    plot_width, plot_height = width - margin["l"] - margin["r"], height - margin["t"] - margin["b"]
+    drawing = Drawing(width, height)
+    drawing.text(0.01 * drawing.width, 26, title, size=fitted(title, width - 10, 16), bold=True)
+    points = points_uri(map_pixels(coords, labels, x_range, y_range, width=plot_width, height=plot_height))
+    drawing.png(points, margin["l"], margin["t"], plot_width, plot_height, sharp=False)
     legend = drawing.width - margin["r"] + 12
     drawing.text(legend, margin["t"] + 10, "label", size=12)
     for label, colour in enumerate(LABEL_COLOURS):

@@ -100,6 +100,8 @@ def local_cluster(temp_dir: Path, *, nodes: int = 2, cpus_per_node: int = 1, env
 
 def ray_processes_of(temp_dir: Path) -> list[str]:
     """Command lines of processes still running that belong to a cluster started in `temp_dir` (its session
-    folder is in their arguments), for a test to check that nothing was left behind."""
+    folder is in their arguments) and of Ray's worker processes (titled "ray::..."), for a test to check that
+    nothing was left behind."""
     found = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
-    return [line for line in found if str(temp_dir) in line and "ps -eo" not in line]
+    return [line for line in found[1:] if int(line.split(None, 1)[0]) != os.getpid() and "ps -eo" not in line
+            and (str(temp_dir) in line or line.split(None, 1)[-1].startswith("ray::"))]

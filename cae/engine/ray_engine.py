@@ -14,7 +14,8 @@ when they changed), rebuilds the same RunSnapshot the embedded runner publishes,
 into the actor's calls. Ray's scheduler is the queue: a run whose actor is not placed yet says it waits for a
 worker. Pause gives the worker back: the actor writes the run's steps and a checkpoint with the training state,
 then it is killed; Resume places a new actor that goes on from that checkpoint. A run ends in the store by its
-actor's RunRecorder (the final checkpoint with it), and the actor then exits, freeing its CPU.
+actor's RunRecorder (the final checkpoint with it); its follower kills the actor once it has fetched the end, and
+an actor nobody follows goes by itself LINGER_SECONDS later: an ended run holds no CPU.
 
 Faults: an actor nobody has polled for the orphan time (CAE_ORPHAN_SECONDS; a page polls while its tab is
 connected, a sweep while it waits) stops its run itself, keeping the model. A worker killed mid-run ends the run in

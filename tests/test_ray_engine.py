@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +75,7 @@ def cluster(sample_dir):
         yield running
     subprocess.run([RAY, "stop"], capture_output=True, env=running.env)
     assert not ray_processes_of(temp), "Ray processes were left running"
+    shutil.rmtree(temp, ignore_errors=True)  # the nodes' logs and sockets
 
 
 @pytest.fixture(scope="module")
@@ -401,6 +403,7 @@ def test_token_authentication_is_named_when_the_token_is_missing_or_wrong(tmp_pa
             for case, extra in cases.items()}
         told = {case: json.loads(process.communicate(timeout=240)[0].splitlines()[-1])
                 for case, process in started.items()}
+    shutil.rmtree(temp, ignore_errors=True)
     assert told["the token"]["engine"] == "ray" and told["the token"]["problem"] is None
     for case in ("no token", "wrong token"):
         assert told[case]["engine"] == "embedded" and "refused this server's token" in told[case]["problem"]

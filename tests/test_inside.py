@@ -270,3 +270,11 @@ def test_the_step_through_pictures_write_their_cells_numbers():
 def test_the_architecture_title_gives_both_totals():
     title = read(all_figures()["architecture"]).texts[0]
     assert "59,809 parameters with tied weights, 86,209 untied" in title and "this model: untied" in title
+
+
+def test_a_stage_picture_gives_its_colour_scale_in_the_title():
+    values = np.zeros((2, 3, 3), np.float32)
+    values[1, 2, 2] = -0.75  # the largest absolute value, negative: the scale runs from -0.75 to +0.75
+    shown = read(figures_inside.stage_figure("conv9", values))
+    assert shown.texts == ["conv9 · 2×3×3 · ±0.75"]
+    assert read(figures_inside.stage_figure("input", np.zeros((1, 28, 28)), image=True)).texts == ["input · 1×28×28"]

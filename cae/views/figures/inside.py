@@ -48,22 +48,28 @@ CELL = 30  # screen pixels of a step-through cell: room for a number such as -0.
 
 
 def stage_figure(name: str, values: np.ndarray, *, image: bool = False) -> Picture:
-    """One stage: its maps (or vector) with its shape in the title; `image` for values in [0, 1] (grey)."""
+    """One stage: its maps (or vector) with its shape in the title; `image` for values in [0, 1] (grey).
+
+    Other stages go from blue (negative) through white (zero) to red (positive), up to their largest absolute
+    value, which the title gives (a chart gave each cell's value on hover; this is the scale to read them by).
+    """
     grid = stage_grid(values)
     rows, cols = grid.shape
+    title = f"{name} · {shape_text(values.shape)}"
     if image:
         rgba = coloured(grid, "grey", 0, 1)
+        scale = "ink from 0 to 1"
     else:
         limit = _limit(grid)
         rgba = coloured(grid, "diverging", -limit, limit)
+        scale = f"blue -{limit:.3g}, white 0, red +{limit:.3g}"
+        title += f" · ±{limit:.2g}"
     pixel = min(STAGE_WIDTH / cols, STAGE_HEIGHT / rows)
     height = max(rows * pixel, 16)  # a vector of one row (the code) is drawn 16 pixels high, not a hairline
     band = 26
-    title = f"{name} · {shape_text(values.shape)}"
     drawing = Drawing(STAGE_WIDTH, band + height)
     drawing.text(2, 17, title, size=fitted(title, STAGE_WIDTH - 4, 13), bold=True)
     drawing.pixels(rgba, (STAGE_WIDTH - cols * pixel) / 2, band, cols * pixel, height)
-    scale = "ink from 0 to 1" if image else f"blue -{limit:.3g}, white 0, red +{limit:.3g}"
     return drawing.picture(f"{title}: {scale}")
 
 

@@ -22,10 +22,9 @@ import statistics
 import time
 from pathlib import Path
 
-import plotly.io as pio
-
 from cae.engine import checkpoint
 from cae.engine.data import load_mnist
+from cae.ui.images import markdown
 from cae.views import inside
 from cae.views.figures import inside as figures_inside
 
@@ -59,7 +58,7 @@ def step_figures(example: inside.StepExample, position: int, valid_position: int
 
 
 def serialised(figures: list) -> int:
-    return sum(len(pio.to_json(figure, validate=False)) for figure in figures)  # what plotly_chart sends
+    return sum(len(markdown(picture)) for picture in figures)  # what the page sends: Markdown images
 
 
 def first_draw(model, image, rounds: int) -> None:

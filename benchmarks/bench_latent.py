@@ -28,9 +28,10 @@ import numpy as np
 
 from cae.engine import checkpoint
 from cae.engine.data import load_mnist
+from cae.ui.images import markdown
 from cae.views import latent
-from cae.views.figures import base as figures
 from cae.views.figures import code_space as maps_figures
+from cae.views.figures import pictures
 from cae.views.latent_maps import MapJobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,13 +127,13 @@ def main() -> None:
         base = latent.encode_images(model, image[None])[0]
         panels = [("The digit's reconstruction", latent.decode_codes(model, base[None])[0]),
                   ("Decoded from the sliders", latent.decode_codes(model, slid[None])[0])]
-        figures.digit_panels(panels, height=240).to_json()
+        markdown(pictures.digit_panels(panels))
 
     def interpolation_update() -> None:
         ends = latent.encode_images(model, np.stack([image, other]))
         rows = [("decoded", latent.decode_codes(model, latent.interpolate_codes(ends[0], ends[1], 10))),
                 ("blended", latent.blend_pixels(image, other, 10))]
-        maps_figures.strips(rows).to_json()
+        markdown(maps_figures.strips(rows))
 
 
     print(f"4. server time of an update: slider {median_ms(slider_update):.1f} ms, interpolation "

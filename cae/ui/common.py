@@ -46,10 +46,7 @@ from cae.engine.store import (
 )
 from cae.engine.trainer import RunState, Trainer
 from cae.models.config import Knob
-from cae.models.noise import Noise
 from cae.models.registry import type_of
-from cae.views import explore
-from cae.views.figures import base as figures
 
 DEFAULT_LABEL = next(iter(checkpoint.PRETRAINED))
 
@@ -530,38 +527,3 @@ def chart(figure, *, key: str, where=st) -> None:
     make the browser plot it again after mounting it (see figures.base.stable_figure)."""
     where.plotly_chart(figure, key=key, width="stretch", theme=None)
 
-
-def show_reconstruction(model: nn.Module, image: np.ndarray | None, *, key: str, noise: Noise | None = None,
-                        noise_seed: int = 0) -> explore.Reconstruction | None:
-    """Input, reconstruction and error side by side, with the MSE; the code's bars go where `show_code` is called.
-
-    With `noise`, the model is given a corrupted copy: the panels add it, and the PSNR of the copy and of the
-    output against the clean digit show whether the model removed the noise. With no image the panels are drawn
-    blank, so the chart stays mounted and the browser only updates it when a digit arrives (several times faster
-    than drawing a new chart).
-    """
-    result = None if image is None else explore.reconstruct_one(model, image, noise=noise, seed=noise_seed)
-    blank = np.zeros((28, 28), np.float32)
-    panels = [("Model input (28x28)", blank if result is None else result.image)]
-    if noise is not None:
-        panels.append(("Noisy input", blank if result is None else result.noisy))
-    panels += [("Reconstruction", blank if result is None else result.output),
-               ("Squared error", blank if result is None else result.error)]
-    chart(figures.digit_panels(panels, error_panel=len(panels) - 1), key=f"{key}-panels")
-    if result is None:
-        return None
-    columns = st.columns(3 if noise is not None else 1)
-    columns[0].metric("MSE per pixel", f"{result.mse:.4f}",
-                      help="Mean squared error between the clean model input and the reconstruction, pixels in "
-                           "[0, 1].")
-    if noise is not None:
-        columns[1].metric("PSNR of the noisy input", f"{result.noisy_psnr:.1f} dB",
-                          help="10 log10(1 / MSE) against the clean digit: higher is cleaner.")
-        columns[2].metric("PSNR of the output", f"{result.output_psnr:.1f} dB",
-                          delta=f"{result.output_psnr - result.noisy_psnr:+.1f} dB",
-                          help="Above the noisy input's PSNR: the model removed noise. Below: it made things worse.")
-    return result
-
-
-def show_code(result: explore.Reconstruction, *, key: str) -> None:
-    chart(figures.code_chart(result.code), key=f"{key}-code")

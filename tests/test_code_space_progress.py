@@ -57,6 +57,15 @@ def layout(at) -> tuple:
     return area.proto.height_config.pixel_height, elements
 
 
+def without_the_maps_picture(shown: tuple) -> tuple:
+    """The layout without the picture of a finished map that stands in for its chart until plotly.js has drawn it
+    (a box of no height, laid over the chart, holding the picture)."""
+    height, elements = shown
+    kept = [element for index, element in enumerate(elements)
+            if element != ("box", 0) and not (element == ("markdown", None) and elements[index - 1] == ("box", 0))]
+    return height, kept
+
+
 def chart_title(at) -> str:
     chart = next(element for element in map_area(at) if element.type == "plotly_chart")
     return json.loads(chart.proto.spec)["layout"]["title"]["text"]
@@ -81,7 +90,9 @@ def test_the_map_area_keeps_its_height_from_the_first_refresh_to_the_finished_ma
 
     monkeypatch.setattr(cae.views.latent_maps, "fit_in_child", fit)
     pca = layout(page)
-    area_height, (text_box, text, chart) = pca
+    area_height, (text_box, text, *picture_of_the_map, chart) = pca  # the map's picture stands in until plotly draws
+    assert picture_of_the_map == [("box", 0), ("markdown", None)]  # laid over the chart: it takes no height
+    pca = without_the_maps_picture(pca)
     assert text_box[0] == "box" and text_box[1] > 0 and text == ("text", None) and chart == ("chart", MAP_HEIGHT)
     assert area_height > text_box[1] + MAP_HEIGHT
     torch.manual_seed(11)  # a model of its own: the server's map jobs outlive a test
@@ -105,4 +116,5 @@ def test_the_map_area_keeps_its_height_from_the_first_refresh_to_the_finished_ma
     until(page, lambda: chart_title(page).startswith("t-SNE of the codes"))
     done = layout(page)
     assert not page.get("progress")
+    before, during, done = (without_the_maps_picture(shown) for shown in (before, during, done))
     assert before == during == done == pca  # one height; the same box, text and map, each of the same height

@@ -110,13 +110,12 @@ def table(candidates: list[compare.Candidate], keys: list[str]) -> None:
     for row, candidate, key in zip(rows, candidates, keys):
         row.update({name: round(value, 4) for name, value in scores_of(candidate, key).items()})
     frame = pd.DataFrame(rows).set_index("model")
-    differing = [name for name in compare.differing_columns(compare.settings_rows(candidates))
-                 if name not in ("steps", "wall time (s)")]
+    differing = compare.highlighted_columns(candidates)
     styled = frame.style.map(lambda _: HIGHLIGHT, subset=differing) if differing else frame
     st.dataframe(styled, key="compare-table")
     held_out = len(ui.shared_data().val_images)
-    st.caption(f"Highlighted: the settings that are not the same for every row. Held-out MSE on the {held_out:,} "
-               f"held-out digits (lower is better); the other scores on the first "
+    st.caption("Highlighted: the settings that are not the same for every model (PCA aside). Held-out MSE on the "
+               f"{held_out:,} held-out digits (lower is better); the other scores on the first "
                f"{min(held_out, COMPARISON_DIGITS):,} of them: the PSNR of each output from those digits with "
                "Gaussian noise of sigma 0.5 (the same noise for every model; higher is better), and the scores a "
                "model's type declares.")

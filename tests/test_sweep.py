@@ -113,3 +113,5 @@ def test_runs_that_differ_in_exactly_one_setting_are_a_sweep():
     assert compare.sweep_of([base]) is None  # one model is no sweep
     pca = compare.Candidate("PCA", None, None, pca_components=8)
     assert compare.sweep_of([base, variant(code_size=8), pca]).setting == "code_size"  # PCA aside
+    assert compare.highlighted_columns([base, variant(code_size=8), pca]) == ["code_size"]  # not PCA's empty cells
+    assert compare.highlighted_columns([base, pca]) == []

@@ -225,6 +225,15 @@ def sweep_of(candidates: list[Candidate]) -> Sweep | None:
     return Sweep(differing[0], [row[differing[0]] for row in rows])
 
 
+def highlighted_columns(candidates: list[Candidate]) -> list[str]:
+    """The table's columns to highlight: the settings (and parameter counts) that differ between the chosen models.
+    PCA's row is left out: it has no settings, and would make every column differ."""
+    models = [candidate for candidate in candidates if candidate.checkpoint is not None]
+    if len(models) < 2:
+        return []
+    return [name for name in differing_columns(settings_rows(models)) if name not in ("steps", "wall time (s)")]
+
+
 def reconstructions(candidate: Candidate, images: torch.Tensor | np.ndarray,
                     pca: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
     """(N, 28, 28) outputs of the candidate for these digits (PCA needs its fitted `pca` basis)."""

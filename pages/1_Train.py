@@ -19,6 +19,7 @@ import streamlit as st
 
 from cae.engine import checkpoint
 from cae.engine.checkpoint import CheckpointError
+from cae.engine.engine import resumable_checkpoint
 from cae.engine.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
 from cae.engine.store import RunRecord, StoreError
 from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES
@@ -269,7 +270,7 @@ def resume_saved(run_id: str) -> None:
 def resumes_from(record: RunRecord) -> str:
     """Where Resume picks the run up, when that is before where it stopped (the last epoch's checkpoint of a run
     cut short mid-epoch): the steps after it are trained again."""
-    point = ui.resume_point(record)
+    point = resumable_checkpoint(record)
     if point is None or point.step >= record.steps:
         return ""
     return f"; Resume goes on from step {point.step:,}, where epoch {point.epoch} ended"

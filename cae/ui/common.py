@@ -30,12 +30,12 @@ from torch import nn
 from cae.engine import checkpoint
 from cae.engine.checkpoint import Checkpoint, CheckpointError
 from cae.engine.data import MnistData, load_mnist, source_signature
+from cae.engine.engine import RESUMABLE_KINDS, trainer_from_store
 from cae.engine.metrics import model_mse, pca_mse
 from cae.engine.recording import RunRecorder
 from cae.engine.run_queue import RunQueue, default_places, places_from_environment
 from cae.engine.runner import TrainingRunner
 from cae.engine.store import (
-    CheckpointRecord,
     NoCheckpoint,
     RunRecord,
     RunStore,
@@ -211,7 +211,6 @@ def saved_checkpoint(workspace_id: str, run_id: str) -> Checkpoint:
 
 
 RESUMABLE_REASONS = ("interrupted", "tab_closed", "user")  # ends a run can be resumed from
-RESUMABLE_KINDS = ("last", "epoch")  # checkpoints that hold a training state
 
 
 DEAD_RUNS_CHECK_SECONDS = 60.0
@@ -244,12 +243,6 @@ def resumable_runs(workspace_id: str) -> list[RunRecord]:
             and any(item.kind in RESUMABLE_KINDS for item in record.checkpoints)]
 
 
-def resume_point(record: RunRecord) -> CheckpointRecord | None:
-    """The checkpoint Resume goes on from: the newest of the run's resumable ones whose file is there."""
-    return max((item for item in record.checkpoints if item.kind in RESUMABLE_KINDS and item.exists),
-               key=lambda item: item.step, default=None)
-
-
 def resume_from_store(workspace_id: str, run_id: str) -> tuple[Trainer, RunRecorder]:
     """A trainer at the run's newest resumable checkpoint (its weights, optimizer state, step and random
     generators) and a recorder that goes on writing the same run, which the store has reopened. StoreError (or
@@ -257,18 +250,7 @@ def resume_from_store(workspace_id: str, run_id: str) -> tuple[Trainer, RunRecor
     access = run_store()
     if access.store is None:
         raise StoreError(access.problem or "no run store")
-    store = access.store
-    record = store.get_run(workspace_id, run_id)
-    point = resume_point(record)
-    if point is None:
-        raise NoCheckpoint(f"run {record.name!r} has no checkpoint to resume from (its files are missing)")
-    ckpt = store.load_checkpoint(workspace_id, run_id, point.kind)
-    data = shared_data()
-    if ckpt.data_source != data.source:
-        raise ValueError(f"it trained on {ckpt.data_source or '?'} and this server has {data.source}")
-    trainer = Trainer.resumed(ckpt, data)
-    store.reopen_run(run_id, from_step=trainer.step_count)
-    return trainer, RunRecorder(store, workspace_id, run_id=run_id, wall_before=record.wall_seconds)
+    return trainer_from_store(access.store, workspace_id, run_id, shared_data())
 
 
 def session_alive_check() -> Callable[[], bool]:

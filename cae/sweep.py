@@ -32,7 +32,7 @@ from cae.engine.store import RunStore, StoreError, WorkspaceIdError, check_works
 from cae.engine.train_config import TrainConfig
 from cae.engine.trainer import StopReason, Trainer
 from cae.models.config import ConfigError
-from cae.train import CONFIG_CLASSES, add_training_options, configs_from, recorder_for, train_and_save
+from cae.train import CONFIG_CLASSES, add_training_options, configs_from, recorder_for, store_failure, train_and_save
 
 MODEL_TYPE = "model_type"
 TRUE_WORDS = ("true", "yes", "on", "1")
@@ -118,12 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     for value, model_config, train_config in runs:
         try:
             recorder = recorder_for(args.workspace, f"{prefix}: {name}={value}")
-        except WorkspaceIdError as error:
-            print(f"error: --workspace: {error}", file=sys.stderr)
-            return 2
-        except StoreError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        except (WorkspaceIdError, StoreError) as error:
+            return store_failure(error)
         trainer = Trainer(model_config, train_config, data)
         summary = train_and_save(trainer, data, out_dir / f"{name}-{value}.pt", recorder=recorder,
                                  progress=not args.no_progress)
@@ -141,12 +137,8 @@ def sweep_on_cluster(name: str, runs: list[tuple[str, Any, TrainConfig]], data: 
     try:
         store = RunStore()
         chosen_workspace = check_workspace_id(workspace) if workspace else new_workspace_id()
-    except WorkspaceIdError as error:
-        print(f"error: --workspace: {error}", file=sys.stderr)
-        return 2
-    except StoreError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (WorkspaceIdError, StoreError) as error:
+        return store_failure(error)
     chosen = engine_from_environment(lambda: data, store=store)
     if chosen.problem is not None:
         print(f"note: {chosen.problem}", file=sys.stderr)

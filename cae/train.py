@@ -107,6 +107,16 @@ def recorder_for(workspace: str | None, name: str | None) -> RunRecorder | None:
     return RunRecorder(RunStore(), workspace, name=name)
 
 
+def store_failure(error: WorkspaceIdError | StoreError) -> int:
+    """Say on stderr why the run store cannot take the runs; the exit status: 2 for a bad --workspace, 1 for a
+    store that cannot be opened or written."""
+    if isinstance(error, WorkspaceIdError):
+        print(f"error: --workspace: {error}", file=sys.stderr)
+        return 2
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
 def train_and_save(trainer: Trainer, data: MnistData, out: Path, *, recorder: RunRecorder | None,
                    progress: bool) -> dict[str, Any]:
     """Train to the end (or Ctrl+C), save the checkpoint with its scores at `out`, and say how it went."""
@@ -139,12 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         recorder = recorder_for(args.workspace, args.name)
-    except WorkspaceIdError as error:
-        print(f"error: --workspace: {error}", file=sys.stderr)
-        return 2
-    except StoreError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (WorkspaceIdError, StoreError) as error:
+        return store_failure(error)
     try:
         model_config, train_config = configs_from(args)
         out = writable_target(args.out or Path("runs") / f"{args.model_type}-{time.strftime('%Y%m%d-%H%M%S')}.pt")

@@ -183,6 +183,14 @@ def wait_for_picture(page, alt_part: str, *, timeout: float = 60_000) -> None:
         && img.complete && img.naturalWidth > 0)""", arg=alt_part, timeout=timeout)
 
 
+def wait_until_idle(page, timeout: float = 120_000) -> None:
+    """Until the app's script run has finished: Streamlit shows its status widget ("Running...") only meanwhile,
+    and re-renders the elements it marked stale when the run ends (a chart re-rendered then loses plotly's hover)."""
+    page.wait_for_function("""() => !document.querySelector('[data-testid="stStatusWidget"]')
+        || !document.querySelector('[data-testid="stStatusWidget"]').textContent.includes('Running')""",
+                           timeout=timeout)
+
+
 def picture_alts(page) -> list[str]:
     """The alt text of every picture on the page (each names what it shows: the panels' titles, a stage ...)."""
     return page.evaluate("() => [...document.images].map(img => img.alt || '')")

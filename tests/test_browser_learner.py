@@ -19,6 +19,7 @@ from tests.browser import (
     wait_for_plot,
     wait_for_reconstruction,
     wait_images_loaded,
+    wait_until_idle,
 )
 
 # The source of the picture whose alt text holds `part` (its pixels: to tell one drawing from another).
@@ -67,7 +68,12 @@ def test_a_click_on_the_code_planes_empty_space_decodes_that_point(app_server):
             const {xaxis, yaxis} = el._fullLayout, box = el.getBoundingClientRect();
             return {x: box.left + xaxis._offset + xaxis._length - 4, y: box.top + yaxis._offset + 4,
                     code: [xaxis.p2l(xaxis._length - 4), yaxis.p2l(4)]}; }""")
+        # A click selects what plotly's hover found under the pointer: the page's run must have ended (its end
+        # re-renders the chart, which drops the hover) and the hover's label must show before the click.
+        wait_until_idle(page)
         page.mouse.move(where["x"], where["y"])
+        page.wait_for_function("() => [...document.querySelectorAll('.hoverlayer .hovertext')].some(el =>"
+                               " el.textContent.includes('decode'))", timeout=30_000)
         page.mouse.click(where["x"], where["y"])
         wait_for_picture(page, "Decoded at")
         decoded = next(alt for alt in picture_alts(page) if alt.startswith("Decoded at"))

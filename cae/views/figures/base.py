@@ -9,12 +9,11 @@ import zlib
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
-from torchvision.utils import make_grid
 
 GREY = [[0, "black"], [1, "white"]]
 DIVERGING = "RdBu_r"  # kernels: blue negative, red positive, white at zero
-GRID_PAD = 2
+GRID_PAD = 2  # image pixels of frame around and between the digits of a grid
+GRID_FRAME = 0.35  # the frame's grey, on the digits' scale of 0 (black) to 1 (white)
 # The charts are drawn without Streamlit's theme (see stable_figure): text and rules in a grey that reads on its light
 # and dark themes alike (the theme's own grey for chart text), on a transparent background, in the app's font.
 INK = "#808495"
@@ -82,8 +81,25 @@ def stable_figure(traces: list[dict], **layout) -> go.Figure:
     return figure
 
 
+def digit_tiles(images: np.ndarray, per_row: int, *, padding: int = GRID_PAD, pad_value: float = GRID_FRAME
+                ) -> np.ndarray:
+    """(N, H, W) images -> one 2-D float32 image, `per_row` a row, each framed by `padding` pixels of `pad_value`
+    (torchvision's make_grid layout for one channel; a slot with no image is all frame).
+
+    Unlike make_grid, a single image is framed too, so a grid of one digit has the layout of any other grid.
+    """
+    count, height, width = images.shape
+    columns = min(per_row, count)
+    rows = -(-count // columns)
+    cells = np.full((rows * columns, height + padding, width + padding), pad_value, np.float32)
+    cells[:count, padding:, padding:] = images  # each cell: its frame above and to its left, then its image
+    grid = cells.reshape(rows, columns, height + padding, width + padding).transpose(0, 2, 1, 3)
+    grid = grid.reshape(rows * (height + padding), columns * (width + padding))
+    return np.pad(grid, ((0, padding), (0, padding)), constant_values=pad_value)  # the frame below and to the right
+
+
 def sample_grid(originals: np.ndarray, reconstructions: np.ndarray, per_row: int) -> np.ndarray:
-    """One 2-D image: `per_row` originals a row, each row of them over its reconstructions (make_grid's layout)."""
+    """One 2-D image: `per_row` originals a row, each row of them over its reconstructions."""
     count = len(originals)
     tiles = []
     for start in range(0, count, per_row):
@@ -91,8 +107,7 @@ def sample_grid(originals: np.ndarray, reconstructions: np.ndarray, per_row: int
         padding = per_row - (row.stop - row.start)
         for block in (originals[row], reconstructions[row]):
             tiles.extend(list(block) + [np.zeros((28, 28), np.float32)] * padding)
-    return make_grid(torch.as_tensor(np.asarray(tiles, np.float32)).unsqueeze(1), nrow=per_row, padding=GRID_PAD,
-                     pad_value=0.35)[0].numpy()
+    return digit_tiles(np.asarray(tiles, np.float32), per_row)
 
 
 def tile(kernels: np.ndarray, per_row: int) -> np.ndarray:

@@ -10,10 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torchvision.utils import make_grid
 
-from cae.views.figures.base import GRID_PAD, sample_grid
+from cae.views.figures.base import GRID_PAD, digit_tiles, sample_grid
 from cae.views.figures.pictures import Drawing, Picture, coloured, fitted
 
 LABEL_BAND = 11  # image rows kept blank above each row of digits for their labels (on the digits they hid the ink)
@@ -45,7 +43,7 @@ def digit_layout(images: np.ndarray, labels: Sequence[str] = (), *, per_row: int
     rows = -(-count // per_row)
     padded = np.zeros((rows * per_row, 28, 28), np.float32)
     padded[:count] = images
-    grid = make_grid(torch.as_tensor(padded).unsqueeze(1), nrow=per_row, padding=GRID_PAD, pad_value=0.35)[0].numpy()
+    grid = digit_tiles(padded, per_row)
     if labels:
         grid = with_label_bands(grid, [k * STEP for k in range(rows)])
     return LabelledGrid(grid, _placed(labels, per_row, rows_per_label=1))

@@ -22,6 +22,7 @@ import os
 import platform
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,10 +46,13 @@ class CheckpointError(ValueError):
 
 
 def library_versions() -> dict[str, str]:
-    import torchvision
-
-    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
-            "python": platform.python_version()}
+    """The versions a checkpoint records. torchvision's is its installed distribution's (without the build tag, such
+    as "+cu130", that torchvision.__version__ adds): importing torchvision would take seconds, for this one string."""
+    try:
+        vision = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
+        vision = "not installed"
+    return {"torch": str(torch.__version__), "torchvision": vision, "python": platform.python_version()}
 
 
 @dataclass

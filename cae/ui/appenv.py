@@ -5,9 +5,14 @@
    spin keeps training speed (OMP_WAIT_POLICY=PASSIVE does not; figures in docs/benchmarks.md). libgomp reads the
    setting once, when torch loads it, so it is set before torch is imported.
 2. Every heavy module the pages use is imported here, at module level. Streamlit runs each visitor's script in a
-   thread of its own; on a cold server two of them importing torchvision at once failed with "partially
-   initialized module" or `_DeadlockError`. Python holds a module's import lock until the module has run, so the
-   first visitor's thread imports everything below while every other visitor waits for this module as a whole.
+   thread of its own; on a cold server two of them importing the same heavy package at once (torchvision, when the
+   pages used it) failed with "partially initialized module" or `_DeadlockError`. Python holds a module's import
+   lock until the module has run, so the first visitor's thread imports everything below while every other visitor
+   waits for this module as a whole.
+3. torchvision is not among them, and nothing the pages import may import it: it takes seconds to import (it
+   brings in torch's compiler, torch._dynamo), all of it on a server's first visit. The app reads MNIST's files
+   with numpy (cae.engine.data) and tiles its digit grids itself (cae.views.figures.base); only the download
+   that a person asks for, `python -m cae.data download`, imports torchvision. tests/test_without_torchvision.py checks.
 """
 
 import os
@@ -18,8 +23,6 @@ import pandas  # noqa: E402,F401  (plotly imports it lazily while drawing a firs
 import plotly.graph_objects  # noqa: E402,F401
 import plotly.io  # noqa: E402,F401
 import torch  # noqa: E402,F401
-import torchvision  # noqa: E402,F401
-import torchvision.utils  # noqa: E402,F401
 
 import cae.ui.common  # noqa: E402,F401  (and through it the rest of cae the pages use)
 import cae.views.figures.code_space  # noqa: E402,F401

@@ -1,8 +1,10 @@
 """Train page: choose a model type and its knobs, press Start, and watch an autoencoder learn on MNIST.
 
-Training runs in a background thread owned by this browser session (cae.engine.runner.TrainingRunner), once the server's
-run queue gives it a place; the live view is a fragment that redraws every second from a snapshot, so the page
-stays responsive and other pages keep working. A run whose browser session has gone stops by itself.
+A run goes through the server's run engine (cae.engine.engine, `ui.run_engine()`): a thread of this process once the
+server's run queue gives it a place, or an actor on a Ray cluster when CAE_RAY_ADDRESS names one. The page holds the
+run's handle and never looks past it; the live view is a fragment that redraws every second from the handle's
+snapshot, so the page stays responsive and other pages keep working. A run whose browser session has gone stops by
+itself. "Sweep one setting" starts one run per value of a setting (cae.views.train_sweep), all through the engine.
 """
 
 from __future__ import annotations
@@ -12,36 +14,34 @@ import cae.ui.appenv  # noqa: F401  (first: settles torch's threads before torch
 # isort: split
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import streamlit as st
 
 from cae.engine import checkpoint
 from cae.engine.checkpoint import CheckpointError
-from cae.engine.engine import resumable_checkpoint
-from cae.engine.runner import ORPHAN_SECONDS, RunSnapshot, TrainingRunner
+from cae.engine.engine import PREVIEW_DIGITS, RunHandle, resumable_checkpoint
+from cae.engine.runner import ORPHAN_SECONDS, RunSnapshot
 from cae.engine.store import RunRecord, StoreError
 from cae.engine.train_config import LOSSES, OPTIMIZERS, PAGE_DEFAULTS, SCHEDULES
-from cae.engine.trainer import RunState, StopReason, Trainer
+from cae.engine.trainer import RunState, StopReason
 from cae.models.autoencoder import CHANNELS, FLAT
 from cae.models.config import ConfigError, Knob
-from cae.models.registry import MODEL_TYPES, model_type, type_of
+from cae.models.registry import MODEL_TYPES, ModelType, model_type, type_of
 from cae.ui import common as ui
 from cae.ui.common import SharedKey
 from cae.views import train_link as link
+from cae.views import train_sweep
+from cae.views.figures import compare as compare_figures
 from cae.views.figures import train as train_figures
 
 # The values the page offers: every range, choice and default comes from the configs (ModelConfig.RANGES,
 # TrainConfig.RANGES, their choices, a type's KNOBS, PAGE_DEFAULTS), narrowed to easy-to-set values by
 # cae.views.train_link, which also checks a link's settings against the same values.
 DROPOUT_STEP = 0.05
-PREVIEW_DIGITS = 8
 RESUMABLE_SHOWN = 5  # unfinished runs offered for Resume, newest first
 REFRESH_SECONDS = 1.0  # the progress and the loss chart
-# The filters and the reconstructions change slowly: new ones every few seconds spare the browser redrawing them
-# every second (its drawing takes CPU from the trainer on the same cores).
-SLOW_PARTS_SECONDS = 3.0
 # The live view is replaced every second. Without this its elements fade while the fragment reruns and the progress
 # bar slides: animation frames the browser draws in software, CPU taken from the trainer (about 0.05 of a core).
 STILL_LIVE_VIEW = ("<style>.st-key-live, .st-key-live * {transition: none !important; animation: none !important}"
@@ -76,6 +76,13 @@ class TrainKey(StrEnum):
     WAS_LIVE = "t_was_live"  # the page was drawn while a run was going: its end must redraw the page
     ADDRESS = "t_address"  # the settings' query parameters the page last took from the address or wrote there
     LINK_PROBLEMS = "t_link_problems"  # why some of a link's settings were not used, shown once
+    FOLLOW = "t_follow"  # a Follow button of a run training elsewhere (its id appended)
+    SWEEP = "t_sweep"  # this session's sweep (PageSweep)
+    SWEEP_SETTING = "t_sweep_setting"  # the sweep's widgets
+    SWEEP_VALUES = "t_sweep_values"  # its values (a list, or the typed text), per setting: the key + the field
+    SWEEP_START = "t_sweep_start"
+    SWEEP_STOP = "t_sweep_stop"
+    SWEEP_MESSAGE = "t_sweep_message"  # why a sweep did not start, shown once
 
 
 # The widget of each config field the page offers (a type's own knobs: knob_key).
@@ -152,10 +159,19 @@ def settings(disabled: bool) -> None:
         st.caption(f"Data: {ui.shared_data().describe()}")
 
 
+def chosen_type() -> ModelType:
+    return model_type(ui.sticky_value(TrainKey.MODEL_TYPE, link.default_type().name))
+
+
 def chosen_configs():
     """The configs the knobs describe now: read at click time (so Start never uses a stale drawing's values), or
     before the knobs are drawn (what they will show)."""
-    kind = model_type(ui.sticky_value(TrainKey.MODEL_TYPE, link.default_type().name))
+    return configs_for(chosen_type())
+
+
+def configs_for(kind: ModelType):
+    """The configs of this type with the knobs' values: the settings every type shares as the page shows them, the
+    type's own knobs as the page keeps them (at their defaults when never shown)."""
     type_defaults = link.default_model(kind)
     model_fields = {setting.field: shown(setting, FIELD_KEYS[setting.field], type_defaults)
                     for setting in link.MODEL_SETTINGS}
@@ -230,41 +246,68 @@ def link_problems() -> None:
 
 
 def start() -> None:
-    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
-    if runner is not None and runner.alive:
+    if session_busy():
         return  # a second Start while a run is going starts nothing
+    model_config, train_config = chosen_configs()
+    name = f"{type_of(model_config).name.upper()}, code {model_config.code_size}, {time.strftime('%Y-%m-%d %H:%M')}"
     try:
-        trainer = Trainer(*chosen_configs(), ui.shared_data())
-    except ConfigError as error:
+        handle = ui.run_engine().engine.start(model_config, train_config, workspace=ui.workspace(), name=name,
+                                              owner_alive=ui.session_alive_check())
+    except (ConfigError, StoreError, ValueError) as error:
         st.session_state[TrainKey.MESSAGE] = f"Not started: {error}"
         return
-    kind = type_of(trainer.model_config).name.upper()
-    recorder = ui.new_recorder(f"{kind}, code {trainer.model_config.code_size}, {time.strftime('%Y-%m-%d %H:%M')}")
-    run_in_background(trainer, recorder)
+    show_run(handle)
 
 
-def run_in_background(trainer: Trainer, recorder) -> None:
-    """This session's run: the trainer in its thread, in the server's queue, saved by `recorder`."""
-    runner = TrainingRunner(trainer, preview_images=ui.shared_data().val_images[:PREVIEW_DIGITS],
-                            preview_seconds=SLOW_PARTS_SECONDS, queue=ui.run_queue(),
-                            owner_alive=ui.session_alive_check(), recorder=recorder)
-    st.session_state[SharedKey.RUNNER] = runner
+def show_run(handle: RunHandle) -> None:
+    """The run this page shows and controls: one this session started or resumed, or one it follows."""
+    st.session_state[SharedKey.RUNNER] = handle
     st.session_state[SharedKey.RUN_COUNT] = st.session_state.get(SharedKey.RUN_COUNT, 0) + 1
     st.session_state[SharedKey.RUN_SAVED] = None
-    runner.start()
 
 
 def resume_saved(run_id: str) -> None:
     """Resume: a run of this address that stopped before its end goes on from its last checkpoint."""
-    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
-    if runner is not None and runner.alive:
+    if session_busy():
         return
     try:
-        trainer, recorder = ui.resume_from_store(ui.workspace(), run_id)
+        handle = ui.run_engine().engine.resume(ui.workspace(), run_id, owner_alive=ui.session_alive_check())
     except (StoreError, ValueError, CheckpointError) as error:
         st.session_state[TrainKey.MESSAGE] = f"Not resumed: {error}"
         return
-    run_in_background(trainer, recorder)
+    show_run(handle)
+
+
+def follow(run_id: str) -> None:
+    """Follow: a run of this address that trains on the cluster (started before a reload, or by another server)
+    becomes this page's run."""
+    if session_busy():
+        return
+    try:
+        handle = ui.run_engine().engine.attach(ui.workspace(), run_id, owner_alive=ui.session_alive_check())
+    except (LookupError, StoreError, ValueError, CheckpointError) as error:
+        st.session_state[TrainKey.MESSAGE] = f"Cannot follow it: {error}"
+        return
+    show_run(handle)
+
+
+def session_busy() -> bool:
+    """A run or a sweep of this session is going: the settings stay as they are and nothing else starts."""
+    handle: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
+    return (handle is not None and handle.alive) or any(run.alive for _, run in sweep_handles())
+
+
+@dataclass(frozen=True)
+class PageSweep:
+    """This session's sweep: the setting it varies, and each run's value as shown with its handle."""
+
+    label: str
+    runs: list[tuple[str, RunHandle]]
+
+
+def sweep_handles() -> list[tuple[str, RunHandle]]:
+    sweep: PageSweep | None = st.session_state.get(TrainKey.SWEEP)
+    return [] if sweep is None else sweep.runs
 
 
 def resumes_from(record: RunRecord) -> str:
@@ -292,8 +335,120 @@ def unfinished_runs(busy: bool) -> None:
                                                   "step and random generators; its loss curve continues.")
 
 
+def live_elsewhere(busy: bool) -> None:
+    """The runs of this address that train on the cluster without a page showing them here (this tab was reloaded,
+    or the app server restarted), each with Follow; none on the embedded engine, whose runs live in their session."""
+    engine = ui.run_engine().engine
+    store = ui.run_store().store
+    shown = {handle.run_id for handle in [st.session_state.get(SharedKey.RUNNER), *dict(sweep_handles()).values()]
+             if handle is not None}
+    try:
+        elsewhere = [run_id for run_id in engine.live_runs(ui.workspace()) if run_id not in shown]
+        records = [store.get_run(ui.workspace(), run_id) for run_id in elsewhere]
+    except StoreError:
+        return  # the sidebar says why
+    if not records:
+        return
+    with st.expander(f"Runs of this address training now ({len(records)})", expanded=True):
+        for record in records:
+            text, button = st.columns([4, 1])
+            text.markdown(f"**{record.name}**: {record.status} (step {record.steps:,} of {record.total_steps:,})")
+            button.button("Follow", key=f"{TrainKey.FOLLOW}-{record.id}", disabled=busy, on_click=follow,
+                          args=(record.id,), help="Show this run here, with its live view, Pause and Stop.")
+
+
+def sweep_section(busy: bool) -> None:
+    """Sweep one setting: one run per value, the other settings as the sidebar has them."""
+    kind = chosen_type()
+    settings = {item.label: item for item in train_sweep.sweep_settings(kind)}
+    store_problem = ui.run_store().problem
+    with st.expander("Sweep one setting", expanded=bool(sweep_handles())):
+        st.caption("Each value becomes a run, with every other setting as in the sidebar; they train side by side "
+                   "(as many at once as there are places) and are kept at this address. The Compare page draws "
+                   "the sweep: each run's score against the value, beside PCA for a code-size sweep.")
+        label = st.selectbox("Setting to sweep", list(settings), key=TrainKey.SWEEP_SETTING, disabled=busy)
+        swept = settings[label]
+        current = train_sweep.current_value(swept, kind, *chosen_configs())
+        values_key = f"{TrainKey.SWEEP_VALUES}-{swept.field}"
+        if swept.listed:
+            st.multiselect("Values", swept.options(), default=swept.suggested(current), key=values_key,
+                           format_func=swept.name_of, disabled=busy)
+        else:
+            st.text_input("Values, separated by commas", ", ".join(map(swept.written, swept.suggested(current))),
+                          key=values_key, disabled=busy,
+                          help=f"From {link.bound(swept.setting.low)} to {link.bound(swept.setting.high)}.")
+        start_column, stop_column = st.columns(2)
+        start_column.button("Start sweep", key=TrainKey.SWEEP_START, disabled=busy or store_problem is not None,
+                            on_click=start_sweep, args=(label,), type="primary",
+                            help=store_problem or f"At most {train_sweep.MOST_RUNS} runs.")
+        stop_column.button("Stop sweep", key=TrainKey.SWEEP_STOP, on_click=stop_sweep,
+                           disabled=not any(run.alive for _, run in sweep_handles()),
+                           help="Stops every run of the sweep; each keeps its model so far.")
+        message = st.session_state.pop(TrainKey.SWEEP_MESSAGE, None)
+        if message:
+            st.error(message)
+
+
+def start_sweep(label: str) -> None:
+    if session_busy():
+        return
+    kind = chosen_type()
+    swept = {item.label: item for item in train_sweep.sweep_settings(kind)}[label]
+    given = st.session_state.get(f"{TrainKey.SWEEP_VALUES}-{swept.field}")
+    try:
+        values = list(given or []) if swept.listed else swept.parse(given or "")
+        runs = train_sweep.sweep_runs(swept, values, kind, configs_for,
+                                      prefix=f"sweep {time.strftime('%Y-%m-%d %H:%M')}")
+    except (ConfigError, ValueError) as error:
+        st.session_state[TrainKey.SWEEP_MESSAGE] = f"Not started: {error}."
+        return
+    engine = ui.run_engine().engine
+    started = []
+    for run in runs:
+        try:
+            handle = engine.start(run.model_config, run.train_config, workspace=ui.workspace(), name=run.name,
+                                  owner_alive=ui.session_alive_check())
+        except (ConfigError, StoreError, ValueError) as error:
+            st.session_state[TrainKey.SWEEP_MESSAGE] = f"The run {run.shown} was not started: {error}."
+            break
+        started.append((run.shown, handle))
+    st.session_state[TrainKey.SWEEP] = PageSweep(label, started)
+
+
+def stop_sweep() -> None:
+    for _, handle in sweep_handles():
+        handle.stop()
+
+
+def sweep_view() -> None:
+    """Every run of the sweep at once: a line each (state, step, loss, held-out MSE, speed) and their loss curves."""
+    sweep: PageSweep | None = st.session_state.get(TrainKey.SWEEP)
+    if sweep is None or not sweep.runs:
+        return
+    handles, swept_label = sweep.runs, sweep.label
+    rows, series = [], []
+    for index, (shown, handle) in enumerate(handles):
+        snap = handle.snapshot()
+        history = snap.history
+        rows.append({swept_label: shown, "state": snap.state.value, "step": f"{snap.step:,} of {snap.total_steps:,}",
+                     "loss now": history.train_loss[-1] if history.train_loss else None,
+                     "held-out MSE": history.val_mse[-1] if history.val_mse else None,
+                     "samples/s": round(history.samples_per_s) if snap.state is RunState.RUNNING else None,
+                     "note": snap.error or snap.stop_message or handle.notice or ""})
+        batch = handle.train_config.batch_size
+        series.append(compare_figures.LossSeries(shown, [(step + 1) * batch for step in range(len(history.train_loss))],
+                                                 history.train_loss, model_index=index))
+    going = sum(handle.alive for _, handle in handles)
+    st.subheader(f"Sweep: {len(handles)} runs, {going} going" if going else f"Sweep: {len(handles)} runs, ended")
+    st.dataframe(rows, hide_index=True, width="stretch")
+    ui.chart(compare_figures.loss_curves(series), key="sweep-loss")
+    if not going:
+        st.caption("Every run of the sweep has ended and is kept at this address: open **Compare** and choose them "
+                   "to see the score against the value.")
+
+
 def pause_or_resume() -> None:
-    runner: TrainingRunner = st.session_state[SharedKey.RUNNER]
+    runner: RunHandle = st.session_state[SharedKey.RUNNER]
     if runner.pause_requested:  # not the state: a second click during the step in flight must still resume
         runner.resume()
     else:
@@ -305,13 +460,15 @@ def stop() -> None:
 
 
 def reset() -> None:
-    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
+    runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
     if runner is not None:
         runner.stop()
         runner.join(30)
         ui.collect_finished_run()  # a run stopped a moment ago may not be in the model choice yet: keep its model
     st.session_state.pop(SharedKey.RUNNER, None)
     st.session_state[SharedKey.RUN_SAVED] = None
+    if not any(handle.alive for _, handle in sweep_handles()):
+        st.session_state.pop(TrainKey.SWEEP, None)
 
 
 def runs(count: int) -> str:
@@ -320,17 +477,21 @@ def runs(count: int) -> str:
 
 
 def server_line() -> None:
-    training, waiting = ui.run_queue().counts()
-    st.caption(f"This server trains {runs(ui.run_queue().places)} at once: {training} training now, {waiting} "
-               f"waiting. Pause gives your place to the next run waiting (your progress and memory stay); Resume "
-               f"queues again. A run whose browser tab has been closed for {ORPHAN_SECONDS:.0f} s stops by itself.")
+    load = ui.run_engine().engine.load()
+    st.caption(f"{load.trainer} trains {runs(load.places)} at once: {load.training} training now, {load.waiting} "
+               f"waiting. Pause gives your place to the next run waiting (your progress stays); Resume queues "
+               f"again. A run whose browser tab has been closed for {ORPHAN_SECONDS:.0f} s stops by itself.")
 
 
-def progress(snap: RunSnapshot) -> None:
-    if snap.state is RunState.WAITING:
-        training, waiting = ui.run_queue().counts()
-        st.info(f"Waiting: {runs(snap.runs_ahead)} ahead of yours. This server trains {runs(ui.run_queue().places)} "
-                f"at once ({training} training now, {waiting} waiting); yours starts by itself when a place frees.")
+def progress(snap: RunSnapshot, runner: RunHandle) -> None:
+    notice = runner.notice
+    if snap.state is RunState.WAITING and notice is None:
+        load = ui.run_engine().engine.load()
+        st.info(f"Waiting: {runs(snap.runs_ahead)} ahead of yours. {load.trainer} trains {runs(load.places)} at "
+                f"once ({load.training} training now, {load.waiting} waiting); yours starts by itself when a place "
+                f"frees.")
+    elif notice is not None:
+        st.info(notice)
     epochs = snap.total_steps // snap.steps_per_epoch
     left = snap.seconds_left
     st.progress(snap.step / snap.total_steps,
@@ -339,17 +500,22 @@ def progress(snap: RunSnapshot) -> None:
                      + (f" · about {left:,.0f} s left" if left is not None and snap.state is RunState.RUNNING else ""))
 
 
-def live_view(log_scale: bool, channel: int, loss_name: str) -> None:
+def live_view(log_scale: bool, channel: int) -> None:
     with st.container(key="live"):
         server_line()  # here, not above: its counts change while a run goes, and the fragment redraws them
-        live_panels(log_scale, channel, loss_name)
+        live_panels(log_scale, channel)
+        sweep_view()
+        was_live = st.session_state.get(TrainKey.WAS_LIVE)
+        if was_live and not session_busy():
+            st.session_state[TrainKey.WAS_LIVE] = False
+            st.rerun(scope="app")  # the run ended: redraw buttons, results and the sidebar's model list
 
 
-def stop_notice(snap: RunSnapshot, runner: TrainingRunner) -> None:
+def stop_notice(snap: RunSnapshot, runner: RunHandle) -> None:
     if runner.store_problem:
         st.warning(runner.store_problem)
     if snap.error:
-        st.error(f"Training failed inside its thread: {snap.error}")
+        st.error(f"Training failed: {snap.error}")
     elif snap.stop_reason is StopReason.DIVERGED:
         st.error(f"Training stopped: {snap.stop_message}")
     elif snap.stop_reason is StopReason.COLLAPSED:
@@ -360,30 +526,28 @@ def stop_notice(snap: RunSnapshot, runner: TrainingRunner) -> None:
                    f"model choice; Start trains a new one.")
 
 
-def live_panels(log_scale: bool, channel: int, loss_name: str) -> None:
-    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
+def live_panels(log_scale: bool, channel: int) -> None:
+    runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
     if runner is None:
-        st.info("Choose settings in the sidebar and press Start. The loss curve, the filters and the "
-                "reconstructions below move while the network learns.")
+        if not sweep_handles():
+            st.info("Choose settings in the sidebar and press Start. The loss curve, the filters and the "
+                    "reconstructions below move while the network learns.")
         return
     data = ui.shared_data()
     snap = runner.snapshot()
-    progress(snap)
+    progress(snap, runner)
     stop_notice(snap, runner)
     history = snap.history
     left, right = st.columns([3, 2])
-    ui.chart(train_figures.loss_chart(history.train_loss, history.val_step, history.val_mse, loss_name=loss_name,
-                                log_scale=log_scale, total_steps=snap.total_steps, terms=history.terms,
-                                term_labels=runner.trainer.model.TERMS),
+    ui.chart(train_figures.loss_chart(history.train_loss, history.val_step, history.val_mse,
+                                      loss_name=runner.loss_label, log_scale=log_scale, total_steps=snap.total_steps,
+                                      terms=history.terms, term_labels=runner.term_labels),
              key="loss-chart", where=left)
     ui.chart(train_figures.filters_figure(snap.filters["conv1"], snap.filters["conv2"][channel], channel),
              key="filters", where=right)
     st.image(train_figures.comparison_image(data.val_images[:PREVIEW_DIGITS].numpy() / 255, snap.previews),
              caption=f"Validation digits #0 to #{PREVIEW_DIGITS - 1} (top) and their reconstructions now",
              output_format="PNG")  # JPEG would smear the pixels
-    if not snap.state.live and st.session_state.get(TrainKey.WAS_LIVE):
-        st.session_state[TrainKey.WAS_LIVE] = False
-        st.rerun(scope="app")  # the run ended: redraw buttons, results and the sidebar's model list
 
 
 def results() -> None:
@@ -400,7 +564,7 @@ def results() -> None:
     pca.metric(f"PCA with {ckpt.model_config.code_size} components",
                "not fitted" if pca_score is None else f"{pca_score:.4f}",
                help="Fitted on the same training digits, scored on the same held-out digits (not fitted when "
-                    "the run's training digits were freed because its tab went away).")
+                    "the run's training digits were freed because its tab went away, or stayed on the cluster).")
     download.download_button("Download checkpoint", checkpoint.to_bytes(ckpt), file_name=f"{ckpt.model_type}-run.pt",
                              mime="application/octet-stream", key=TrainKey.DOWNLOAD)
     samples, wall = ckpt.history.get("samples", 0), ckpt.metrics.get("wall_seconds") or 0
@@ -411,14 +575,15 @@ def results() -> None:
 
 def runner_saved() -> bool:
     """The current run is in the run store: created there, and no write has failed."""
-    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
+    runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
     return runner is not None and runner.run_id is not None and runner.store_problem is None
 
 
-runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
+runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
 # Decided once, before the sidebar collects ended runs: a run that ends between the two is then still seen
 # by the live fragment, which redraws the page when it notices the end.
-busy = runner is not None and runner.alive
+busy = session_busy()
+run_busy = runner is not None and runner.alive
 take_address(busy)
 address = link.encode(*chosen_configs())
 ui.model_sidebar(link_settings=address)
@@ -426,16 +591,21 @@ follow_address(address)  # after the sidebar has put the workspace in the addres
 settings(disabled=busy)
 st.title("Train an autoencoder")
 link_problems()
+engine_problem = ui.run_engine().problem
+if engine_problem:
+    st.warning(f"{engine_problem[:1].upper()}{engine_problem[1:]}.")
 buttons = st.columns(4)
 buttons[0].button("Start", key=TrainKey.START, disabled=busy, on_click=start, type="primary")
-buttons[1].button("Pause/Resume", key=TrainKey.PAUSE, disabled=not busy, on_click=pause_or_resume)
-buttons[2].button("Stop", key=TrainKey.STOP, disabled=not busy, on_click=stop)
-buttons[3].button("Reset", key=TrainKey.RESET, disabled=runner is None, on_click=reset,
+buttons[1].button("Pause/Resume", key=TrainKey.PAUSE, disabled=not run_busy, on_click=pause_or_resume)
+buttons[2].button("Stop", key=TrainKey.STOP, disabled=not run_busy, on_click=stop)
+buttons[3].button("Reset", key=TrainKey.RESET, disabled=runner is None and not sweep_handles(), on_click=reset,
                   help="Clear this run from the page (a running one stops); its model stays in the model choice.")
 message = st.session_state.pop(TrainKey.MESSAGE, None)
 if message:
     st.error(message)
 unfinished_runs(busy)
+live_elsewhere(busy)
+sweep_section(busy)
 # View options live outside the fragment: a widget inside it would be sent and redrawn every second.
 scale_column, channel_column = st.columns([1, 3])
 log_scale = scale_column.toggle("Log scale", key=TrainKey.LOG_SCALE, value=True)
@@ -444,6 +614,5 @@ channel = channel_column.slider("Conv2 output channel shown", 0, CHANNELS - 1, 0
                                      f"channel).")
 st.html(STILL_LIVE_VIEW)
 st.session_state[TrainKey.WAS_LIVE] = busy
-loss_name = runner.trainer.loss_label if runner else "MSE per pixel"
-st.fragment(run_every=REFRESH_SECONDS if busy else None)(live_view)(log_scale, channel, loss_name)
+st.fragment(run_every=REFRESH_SECONDS if busy else None)(live_view)(log_scale, channel)
 results()

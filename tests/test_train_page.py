@@ -168,7 +168,7 @@ def test_a_first_start_trains_the_page_defaults_exactly(full_mnist):
 
 
 def test_controls_and_labels(page):
-    assert [b.label for b in page.button] == ["Start", "Pause/Resume", "Stop", "Reset"]
+    assert [b.label for b in page.button] == ["Start", "Pause/Resume", "Stop", "Reset", "Start sweep", "Stop sweep"]
     assert page.button(key="t_pause").disabled and page.button(key="t_stop").disabled
     assert any("press Start" in i.value for i in page.info)
     assert any("full MNIST" in c.value for c in page.sidebar.caption)

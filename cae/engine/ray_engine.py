@@ -850,7 +850,7 @@ class RayEngine:
         places = int(ray.cluster_resources().get("CPU", 0))
         free = int(ray.available_resources().get("CPU", 0))
         waiting = sum(1 for handle in list(self._handles) if handle.state is RunState.WAITING)
-        return EngineLoad(places=places, training=max(0, places - free), waiting=waiting)
+        return EngineLoad(places=places, training=max(0, places - free), waiting=waiting, trainer="The Ray cluster")
 
     def _trainer_for(self, record: RunRecord) -> Trainer:
         """The run as its actor took it up: at its newest resumable checkpoint, else from its settings."""

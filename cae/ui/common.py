@@ -30,11 +30,17 @@ from torch import nn
 from cae.engine import checkpoint
 from cae.engine.checkpoint import Checkpoint, CheckpointError
 from cae.engine.data import MnistData, load_mnist, source_signature
-from cae.engine.engine import RESUMABLE_KINDS, trainer_from_store
+from cae.engine.engine import (
+    PREVIEW_DIGITS,
+    RAY_ADDRESS_VARIABLE,
+    RESUMABLE_KINDS,
+    ChosenEngine,
+    EmbeddedEngine,
+    RunHandle,
+    engine_from_environment,
+)
 from cae.engine.metrics import model_mse, pca_mse
-from cae.engine.recording import RunRecorder
 from cae.engine.run_queue import RunQueue, default_places, places_from_environment
-from cae.engine.runner import TrainingRunner
 from cae.engine.store import (
     NoCheckpoint,
     RunRecord,
@@ -44,7 +50,7 @@ from cae.engine.store import (
     new_workspace_id,
     runs_dir,
 )
-from cae.engine.trainer import RunState, Trainer
+from cae.engine.trainer import RunState
 from cae.models.config import Knob
 from cae.models.registry import type_of
 
@@ -61,7 +67,7 @@ class SharedKey(StrEnum):
     UPLOAD = "checkpoint_upload"
     UPLOAD_MESSAGE = "checkpoint_upload_message"  # (level, text) from the last checkpoint upload
     CURRENT_DIGIT = "current_digit"  # CurrentDigit: the digit last drawn, picked or uploaded on the home page
-    RUNNER = "runner"  # this session's TrainingRunner (the Train page starts it; every page collects its model)
+    RUNNER = "runner"  # this session's run, a RunHandle (the Train page starts it; every page collects its model)
     RUN_COUNT = "run_count"
     RUN_SAVED = "run_saved"  # label under which the current run's model was added to MODELS
     DOWNLOAD = "model_download"  # the sidebar's download of the chosen session model
@@ -101,6 +107,30 @@ def run_queue() -> RunQueue:
     except ValueError as error:  # a bad CAE_MAX_RUNS: say so in the server's log and go on with the default
         print(f"CAE Explorer: {error}; using the default instead", file=sys.stderr)
         return RunQueue(default_places())
+
+
+# A run's filters and reconstructions change slowly: new ones every few seconds spare the browser redrawing them every
+# second (its drawing takes CPU from the trainer on the same cores).
+PREVIEW_SECONDS = 3.0
+
+
+def run_engine() -> ChosenEngine:
+    """What trains this server's runs (cae.engine.engine): a Ray cluster when CAE_RAY_ADDRESS names one that can be
+    used, else threads of this process in the server's queue; `problem` says why a configured cluster is not used."""
+    access = run_store()
+    address = os.environ.get(RAY_ADDRESS_VARIABLE, "").strip()
+    if not address:  # made per call: it only holds the shared data, store and queue
+        return ChosenEngine(EmbeddedEngine(shared_data, store=access.store, queue=run_queue(),
+                                           preview_digits=PREVIEW_DIGITS, preview_seconds=PREVIEW_SECONDS), None)
+    return _cluster_engine(address, str(runs_dir()), os.environ.get("CAE_RUNS_DB") or "")
+
+
+@st.cache_resource(show_spinner="Connecting to the Ray cluster ...", max_entries=2)
+def _cluster_engine(address: str, root: str, url: str) -> ChosenEngine:
+    """One connection to the cluster per process, store and address, shared by every session (each run's handle is
+    the session's own)."""
+    return engine_from_environment(shared_data, store=run_store().store, queue=run_queue(),
+                                   preview_digits=PREVIEW_DIGITS, preview_seconds=PREVIEW_SECONDS)
 
 
 WORKSPACE_PARAM = "w"  # the address's query key of the workspace id
@@ -161,14 +191,6 @@ def workspace_link(workspace_id: str, settings: dict[str, str] | None = None) ->
     browser sent it), and the page's settings after it when given (the Train page's, cae.views.train_link)."""
     base = (st.context.url or "").split("?")[0] or "/"
     return f"{base}?{urlencode({WORKSPACE_PARAM: workspace_id, **(settings or {})})}"
-
-
-def new_recorder(name: str) -> RunRecorder | None:
-    """A recorder that writes a run of this session into its workspace; None when the store is not available."""
-    access = run_store()
-    if access.store is None:
-        return None
-    return RunRecorder(access.store, workspace(), name=name)
 
 
 def saved_runs(workspace_id: str) -> list[RunRecord]:
@@ -241,16 +263,6 @@ def resumable_runs(workspace_id: str) -> list[RunRecord]:
     return [record for record in records
             if record.end_reason is not None and record.end_reason.value in RESUMABLE_REASONS
             and any(item.kind in RESUMABLE_KINDS for item in record.checkpoints)]
-
-
-def resume_from_store(workspace_id: str, run_id: str) -> tuple[Trainer, RunRecorder]:
-    """A trainer at the run's newest resumable checkpoint (its weights, optimizer state, step and random
-    generators) and a recorder that goes on writing the same run, which the store has reopened. StoreError (or
-    ValueError) says why not."""
-    access = run_store()
-    if access.store is None:
-        raise StoreError(access.problem or "no run store")
-    return trainer_from_store(access.store, workspace_id, run_id, shared_data())
 
 
 def session_alive_check() -> Callable[[], bool]:
@@ -373,26 +385,26 @@ def knob_widget(knob: Knob, *, key: str, default: Any, where: Any = st, **kwargs
                   help=knob.help, **kwargs)
 
 
-def finished_run_label(runner: TrainingRunner) -> str:
-    trainer = runner.trainer
-    how = "stopped" if trainer.stop_reason else "trained"
+def finished_run_label(runner: RunHandle) -> str:
+    snap = runner.snapshot()
+    how = "stopped" if snap.stop_reason else "trained"
     number = st.session_state.get(SharedKey.RUN_COUNT, 1)
-    kind = type_of(trainer.model_config).name.upper()
-    return f"Run {number}: {kind}, code {trainer.model_config.code_size}, {how} at step {trainer.step_count}"
+    kind = type_of(runner.model_config).name.upper()
+    return f"Run {number}: {kind}, code {runner.model_config.code_size}, {how} at step {snap.step}"
 
 
 def collect_finished_run() -> None:
     """Once a run of this session has ended, add its model to the session's models (on whichever page is open)."""
-    runner: TrainingRunner | None = st.session_state.get(SharedKey.RUNNER)
+    runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
     if runner is None or runner.alive or runner.state in (RunState.READY, RunState.FAILED) \
             or st.session_state.get(SharedKey.RUN_SAVED):
         return
-    with runner.reading() as trainer:
-        if trainer.step_count == 0:
-            return  # stopped before the first step: nothing was learned
-        ckpt = trainer.checkpoint()  # with its score when the run went to its end (its last check of every digit)
-        # None once a run whose tab went away has freed its data; its model is kept all the same
-        train_images = None if trainer.train_images is None else trainer.train_images.cpu()
+    ckpt = runner.final_checkpoint()  # with its score when the run went to its end (its last check of every digit)
+    if ckpt is None:
+        return  # stopped before the first step: nothing was learned
+    # None once a run whose tab went away has freed its data (or on a cluster); its model is kept all the same
+    train_images = runner.training_digits()
+    train_images = None if train_images is None else train_images.cpu()
     data = shared_data()
     components = ckpt.model_config.code_size
     subset = ckpt.train_config.train_subset

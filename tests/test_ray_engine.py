@@ -410,3 +410,88 @@ def test_token_authentication_is_named_when_the_token_is_missing_or_wrong(tmp_pa
         assert told[case]["seconds"] < 30  # ray.init alone: about 20 s, then "Failed to connect" only
     assert "needs a token and this server has none" in told["mode without token"]["problem"]
     assert "RAY_AUTH_TOKEN" in told["no token"]["problem"]
+
+
+def ray_train_page(address: str, sample_dir: str, monkeypatch, *, workspace: str | None = None, **settings):
+    """The Train page of an app server whose CAE_RAY_ADDRESS names the cluster (this process is its driver)."""
+    from streamlit.testing.v1 import AppTest
+
+    from cae.ui import common as ui
+
+    monkeypatch.setenv("CAE_DATA_DIR", sample_dir)
+    monkeypatch.setenv(RAY_ADDRESS_VARIABLE, address)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if workspace is not None:
+        at.query_params[ui.WORKSPACE_PARAM] = workspace
+    at.run()
+    at.switch_page("pages/1_Train.py").run()
+    for key, value in settings.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.warning or all("cluster" not in warning.value for warning in at.warning)  # the cluster is used
+    return at
+
+
+def rerun_until(at, condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"after {seconds:.0f} s: {what}")
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, at.exception
+
+
+def test_a_sweep_from_the_train_page_trains_its_three_runs_on_the_cluster(driver, sample_dir, store, monkeypatch):
+    from cae.engine.ray_engine import RayRun
+    from cae.ui import common as ui
+
+    at = ray_train_page(driver.address, sample_dir, monkeypatch, t_subset=500, t_batch=64, t_epochs=2, t_lr=1e-3)
+    workspace = at.query_params[ui.WORKSPACE_PARAM]
+    assert any(caption.value.startswith("The Ray cluster trains 2 runs at once") for caption in at.caption)
+    at.selectbox(key="t_sweep_setting").set_value("Code size").run()
+    at.text_input(key="t_sweep_values-code_size").set_value("2, 4, 8").run()
+    at.button(key="t_sweep_start").click().run()
+    assert not at.exception and not at.error, [error.value for error in at.error]
+    handles = [handle for _, handle in at.session_state["t_sweep"].runs]
+    assert len(handles) == 3 and all(isinstance(handle, RayRun) for handle in handles)
+    assert [str(value) for value in at.dataframe[0].value["Code size"]] == ["2", "4", "8"]
+    rerun_until(at, lambda: not any(handle.alive for handle in handles), 300, "the sweep's three runs ended")
+    at.run()
+    assert list(at.dataframe[0].value["state"]) == ["finished"] * 3
+    assert len({handle.worker.node for handle in handles}) == 2  # both nodes trained the sweep's runs
+    records = store.list_runs(workspace)
+    assert sorted(record.model_config["code_size"] for record in records) == [2, 4, 8]
+    assert all(record.state == "finished" and record.checkpoints for record in records)
+    wait_until(lambda: not any(actor_exists(handle.run_id) for handle in handles), 30, "the runs' actors went")
+
+
+def test_after_an_app_restart_the_train_page_follows_a_run_that_went_on_on_the_cluster(driver, sample_dir, store,
+                                                                                      monkeypatch):
+    """The first app server started the run and died; a page of the new one at the same address finds it training,
+    follows it (its whole curve so far), stops it, and the model joins the page's model choice."""
+    from cae.ui import common as ui
+
+    workspace = new_workspace_id()
+    env = {**os.environ, "CAE_DATA_DIR": sample_dir}
+    first = subprocess.run([sys.executable, "-c", START_AND_LEAVE, driver.address, workspace], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    started = json.loads(first.stdout.splitlines()[-1])
+
+    at = ray_train_page(driver.address, sample_dir, monkeypatch, workspace=workspace)
+    assert [expander.label for expander in at.expander if expander.label.startswith("Runs of this address training")] \
+        == ["Runs of this address training now (1)"]
+    at.button(key=f"t_follow-{started['run_id']}").click().run()
+    handle = at.session_state[ui.SharedKey.RUNNER]
+    assert handle.run_id == started["run_id"]
+    rerun_until(at, lambda: handle.state is RunState.RUNNING and handle.snapshot().step > started["step"], 120,
+                "the followed run trains on")
+    assert len(handle.snapshot().history.train_loss) == handle.snapshot().step  # its whole curve
+    assert at.button(key="t_start").disabled and not at.button(key="t_stop").disabled
+    at.button(key="t_stop").click().run()
+    rerun_until(at, lambda: not handle.alive, 120, "the followed run stopped")
+    at.run()
+    assert any(option.startswith("Run 1: CAE, code") for option in at.selectbox(key="model_select").options)
+    assert store.get_run(workspace, started["run_id"]).end_reason is EndReason.USER

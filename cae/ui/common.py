@@ -271,7 +271,7 @@ def session_alive_check() -> Callable[[], bool]:
     if context is None or not Runtime.exists():
         return lambda: True
     runtime, session_id = Runtime.instance(), context.session_id
-    return lambda: runtime.is_active_session(session_id)
+    return lambda: bool(runtime.is_active_session(session_id))  # a bool: it travels to a cluster's actor
 
 
 def shared_pca_mse(components: int) -> float:

@@ -97,9 +97,18 @@ def shared_manifold(fingerprint: str, _model: nn.Module, extent: tuple) -> np.nd
     return latent.read_only(latent.manifold(_model, np.asarray(extent), MANIFOLD_SIZE))
 
 
-@st.cache_resource
 def map_jobs() -> MapJobs:
-    """The server's t-SNE jobs, one per model, shared by every visitor."""
+    """The server's t-SNE jobs, one per model, shared by every visitor: made by tasks on the cluster when runs
+    train there (CAE_RAY_ADDRESS), else in child processes of this server."""
+    return shared_map_jobs(ui.run_engine().engine.on_cluster)
+
+
+@st.cache_resource
+def shared_map_jobs(on_cluster: bool) -> MapJobs:
+    if on_cluster:
+        from cae.views import cluster_maps  # imports ray: only with a cluster
+
+        return MapJobs(cluster_maps.fit_on_cluster)
     return MapJobs()
 
 

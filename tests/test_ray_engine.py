@@ -495,3 +495,33 @@ def test_after_an_app_restart_the_train_page_follows_a_run_that_went_on_on_the_c
     at.run()
     assert any(option.startswith("Run 1: CAE, code") for option in at.selectbox(key="model_select").options)
     assert store.get_run(workspace, started["run_id"]).end_reason is EndReason.USER
+
+
+def test_the_code_space_makes_a_t_sne_map_by_a_task_on_the_cluster(driver, sample_dir, monkeypatch):
+    """With CAE_RAY_ADDRESS set, the page's t-SNE job for a model without a shipped map goes to the cluster."""
+    from streamlit.testing.v1 import AppTest
+
+    from cae.engine import checkpoint
+    from cae.views import cluster_maps
+
+    calls = []
+    fit_on_cluster = cluster_maps.fit_on_cluster
+
+    def counted(codes, progress, **options):
+        calls.append(len(codes))
+        return fit_on_cluster(codes, progress, **options)
+
+    monkeypatch.setattr(cluster_maps, "fit_on_cluster", counted)
+    monkeypatch.setenv("CAE_DATA_DIR", sample_dir)
+    monkeypatch.setenv(RAY_ADDRESS_VARIABLE, driver.address)
+    shipped = checkpoint.load(checkpoint.PRETRAINED[next(iter(checkpoint.PRETRAINED))])
+    nudged = {name: tensor + 1e-3 if name.endswith("bias") else tensor for name, tensor in shipped.state_dict.items()}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["models"] = {"nudged": checkpoint.Checkpoint(shipped.model_config, nudged)}
+    at.session_state["model_select"] = "nudged"  # weights of its own: no map was shipped with it
+    at.run()
+    at.switch_page("pages/3_Code_space.py").run()
+    at.radio(key="cs_method").set_value("t-SNE").run()
+    rerun_until(at, lambda: any(caption.value.startswith("t-SNE of the codes (openTSNE), made in")
+                                for caption in at.caption), 240, "the t-SNE map was made")
+    assert calls == [500]  # the sample's 500 held-out digits, mapped on the cluster

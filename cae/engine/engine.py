@@ -136,6 +136,7 @@ class RunEngine(Protocol):
     """Starts runs and finds them again; see the module docstring."""
 
     name: str  # "embedded" or "ray", for logs and notices
+    on_cluster: bool  # its runs train on other machines: so can the app's other long jobs (the t-SNE maps)
 
     def start(self, model_config: Any, train_config: TrainConfig, *, workspace: str | None,
               name: str | None = None, owner_alive: Callable[[], bool] | None = None) -> RunHandle:
@@ -228,6 +229,7 @@ class EmbeddedEngine:
     """Runs train in threads of this process, as many at once as the queue has places (cae.engine.run_queue)."""
 
     name = "embedded"
+    on_cluster = False
 
     def __init__(self, data: Callable[[], MnistData], *, store: RunStore | None = None,
                  queue: RunQueue | None = None, preview_digits: int = PREVIEW_DIGITS, preview_seconds: float = 1.0,

@@ -758,6 +758,7 @@ class RayEngine:
     snapshot from it."""
 
     name = "ray"
+    on_cluster = True
 
     def __init__(self, data: Callable[[], MnistData], *, store: RunStore, preview_digits: int = 8,
                  preview_seconds: float = 1.0, orphan_seconds: float = ORPHAN_SECONDS,

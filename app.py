@@ -1,8 +1,9 @@
 """CAE Explorer: the entry point and home page. Draw, pick or upload a digit and watch the autoencoder rebuild it.
 
 Run with `streamlit run app.py`. This script is the app's router: every visit runs it first, so the heavy imports
-below happen here, once, before any page script (two visitors' page scripts importing torch at the same moment
-deadlocked torchvision's import on a cold start). The home page is `home()` below; the other pages live in pages/.
+below happen here, once, before any page script (two visitors' page scripts importing the same heavy package at the
+same moment deadlocked on a cold start; see cae/ui/appenv.py). The home page is `home()` below; the other pages
+live in pages/.
 """
 
 from __future__ import annotations

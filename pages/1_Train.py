@@ -433,7 +433,7 @@ def sweep_view() -> None:
         rows.append({swept_label: shown, "state": snap.state.value, "step": f"{snap.step:,} of {snap.total_steps:,}",
                      "loss now": history.train_loss[-1] if history.train_loss else None,
                      "held-out MSE": history.val_mse[-1] if history.val_mse else None,
-                     "samples/s": round(history.samples_per_s) if snap.state is RunState.RUNNING else None,
+                     "samples/s": round(history.samples_per_s) if history.samples_per_s else None,
                      "note": snap.error or snap.stop_message or handle.notice or ""})
         batch = handle.train_config.batch_size
         series.append(compare_figures.LossSeries(shown, [(step + 1) * batch for step in range(len(history.train_loss))],

@@ -240,7 +240,10 @@ if access.store is not None:
         st.warning(f"Saved runs cannot be read: {error}.")
 runs = {compare.run_label(record): record for record in records}
 options = [*runs, *checkpoint.PRETRAINED]
-default = [*list(runs)[:3], ui.DEFAULT_LABEL][:MOST_CHOSEN]
+# The newest sweep, when the newest run is one of a sweep's: its chart is what a sweep was made for. Else the three
+# newest runs beside the default model.
+swept = [compare.run_label(record) for record in compare.newest_sweep(records)]
+default = (swept or [*list(runs)[:3], ui.DEFAULT_LABEL])[:MOST_CHOSEN]
 chosen = st.multiselect("Models to compare", options, default=default, key=CompareKey.CHOSEN,
                         max_selections=MOST_CHOSEN,
                         help="Runs kept at this address (train them on the Train page) and the shipped models.")

@@ -5,6 +5,7 @@ same code sizes for a code-size sweep."""
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -115,3 +116,15 @@ def test_runs_that_differ_in_exactly_one_setting_are_a_sweep():
     assert compare.sweep_of([base, variant(code_size=8), pca]).setting == "code_size"  # PCA aside
     assert compare.highlighted_columns([base, variant(code_size=8), pca]) == ["code_size"]  # not PCA's empty cells
     assert compare.highlighted_columns([base, pca]) == []
+
+
+def test_the_compare_pages_default_is_the_newest_sweep_when_the_newest_run_is_one_of_it():
+    def record(name: str):
+        return SimpleNamespace(name=name)
+
+    older = record("sweep 10:00: code_size=2")
+    first, second = record("sweep 11:00: seed=1"), record("sweep 11:00: seed=2")
+    assert compare.newest_sweep([second, first, older]) == [first, second]  # its runs only, oldest first
+    assert compare.newest_sweep([record("by hand"), second, first]) == []  # the newest run is no sweep's
+    assert compare.newest_sweep([record("alone: seed=3"), second]) == []  # a sweep of one is none
+    assert compare.newest_sweep([]) == []

@@ -83,13 +83,13 @@ def test_a_code_size_sweep_trains_a_run_a_value_shows_them_all_and_the_compare_p
     assert len(saved) == 3  # every run's model is offered on every page
 
     compare_page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    compare_page.query_params[ui.WORKSPACE_PARAM] = workspace
-    compare_page.session_state["c_chosen"] = [compare.run_label(record) for record in records]
+    compare_page.query_params[ui.WORKSPACE_PARAM] = workspace  # nothing chosen: the newest sweep is the default
     compare_page.run()
     compare_page.switch_page("pages/4_Compare.py").run()
     assert not compare_page.exception, compare_page.exception
     titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in compare_page.get("plotly_chart")]
     assert "Held-out MSE against code_size" in titles
+    assert compare_page.multiselect(key="c_chosen").value == [compare.run_label(record) for record in records[::-1]]
 
 
 def test_a_bad_value_says_which_and_starts_nothing():

@@ -66,6 +66,23 @@ def run_label(record: RunRecord) -> str:
     return f"{record.name} ({record.status}) [{record.id[:6]}]"
 
 
+SWEEP_NAME = ": "  # a sweep's runs are named "PREFIX: setting=value" (the Train page's sweeps and cae.sweep's)
+
+
+def newest_sweep(records: list[RunRecord]) -> list[RunRecord]:
+    """The runs of the newest sweep, oldest first (the order of its values), when the newest run (records come newest
+    first) is one of a sweep's two or more; else []."""
+    def sweep_prefix(record: RunRecord) -> str | None:
+        prefix, separator, value = record.name.rpartition(SWEEP_NAME)
+        return prefix if separator and "=" in value else None
+
+    newest = sweep_prefix(records[0]) if records else None
+    if newest is None:
+        return []
+    members = [record for record in records if sweep_prefix(record) == newest]
+    return members[::-1] if len(members) >= 2 else []
+
+
 def term_names(curves: list[Curve]) -> list[str]:
     """TOTAL and every term any of the curves reports, in the order first met."""
     return [TOTAL, *dict.fromkeys(name for curve in curves for name in curve.terms)]

@@ -482,3 +482,21 @@ def test_an_uploaded_checkpoint_of_a_run_stopped_in_its_first_epoch_says_so_in_t
     description = next(c.value for c in page.sidebar.caption if c.value.startswith("Autoencoder"))
     assert "trained on MNIST: 4 epochs" in description  # the plan, then how far it went
     assert description.endswith(" (epoch 1 of 4)") and "stopped after 3 " in description
+
+
+def test_a_cluster_that_does_not_answer_is_said_plainly_and_runs_train_on_this_server(full_mnist, monkeypatch):
+    """CAE_RAY_ADDRESS names a head nobody listens on: the page says so once, in a sentence, and Start trains here."""
+    from tests.browser import free_port
+
+    monkeypatch.setenv("CAE_RAY_ADDRESS", f"127.0.0.1:{free_port()}")
+    at = train_page(t_epochs=50)
+    try:
+        warnings = [warning.value for warning in at.warning]
+        assert len(warnings) == 1 and "does not answer" in warnings[0]
+        assert warnings[0].endswith("runs train on this server instead.")
+        assert any(line.startswith("This server trains 2 runs at once") for line in live_captions(at))
+        at.button(key="t_start").click().run()
+        wait_for(at, lambda a: runner(a).trainer.step_count > 0)  # an embedded run: a thread of this process
+    finally:
+        runner(at).stop()
+        runner(at).join(30)

@@ -14,7 +14,7 @@ import cae.ui.appenv  # noqa: F401  (first: settles torch's threads before torch
 # isort: split
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import streamlit as st
@@ -303,6 +303,7 @@ class PageSweep:
 
     label: str
     runs: list[tuple[str, RunHandle]]
+    collected: set[str] = field(default_factory=set)  # runs whose model joined the session's models (unsaved ones)
 
 
 def sweep_handles() -> list[tuple[str, RunHandle]]:
@@ -336,11 +337,12 @@ def unfinished_runs(busy: bool) -> None:
 
 
 def live_elsewhere(busy: bool) -> None:
-    """The runs of this address that train on the cluster without a page showing them here (this tab was reloaded,
-    or the app server restarted), each with Follow; none on the embedded engine, whose runs live in their session."""
+    """The runs of this address that train on the cluster and that this tab does not show (it was reloaded, the app
+    server restarted, or another tab shows them), each with Follow; none on the embedded engine, whose runs live in
+    the session that started them."""
     engine = ui.run_engine().engine
     store = ui.run_store().store
-    shown = {handle.run_id for handle in [st.session_state.get(SharedKey.RUNNER), *dict(sweep_handles()).values()]
+    shown = {handle.run_id for handle in [st.session_state.get(SharedKey.RUNNER), *(run for _, run in sweep_handles())]
              if handle is not None}
     try:
         elsewhere = [run_id for run_id in engine.live_runs(ui.workspace()) if run_id not in shown]
@@ -393,26 +395,30 @@ def start_sweep(label: str) -> None:
     if session_busy():
         return
     kind = chosen_type()
-    swept = {item.label: item for item in train_sweep.sweep_settings(kind)}[label]
+    swept = {item.label: item for item in train_sweep.sweep_settings(kind)}.get(label)
+    if swept is None:  # the type changed between the drawing and the click: the setting is not one of its own
+        st.session_state[TrainKey.SWEEP_MESSAGE] = f"Not started: {kind.title} has no setting {label!r}."
+        return
     given = st.session_state.get(f"{TrainKey.SWEEP_VALUES}-{swept.field}")
     try:
         values = list(given or []) if swept.listed else swept.parse(given or "")
         runs = train_sweep.sweep_runs(swept, values, kind, configs_for,
-                                      prefix=f"sweep {time.strftime('%Y-%m-%d %H:%M')}")
+                                      prefix=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}")
     except (ConfigError, ValueError) as error:
         st.session_state[TrainKey.SWEEP_MESSAGE] = f"Not started: {error}."
         return
     engine = ui.run_engine().engine
-    started = []
+    sweep = PageSweep(label, [])
+    st.session_state[TrainKey.SWEEP] = sweep  # first: a run started before a later one fails is kept and shown
     for run in runs:
         try:
             handle = engine.start(run.model_config, run.train_config, workspace=ui.workspace(), name=run.name,
                                   owner_alive=ui.session_alive_check())
-        except (ConfigError, StoreError, ValueError) as error:
-            st.session_state[TrainKey.SWEEP_MESSAGE] = f"The run {run.shown} was not started: {error}."
+        except Exception as error:  # a cluster's own errors too: the runs started so far go on, and say so
+            st.session_state[TrainKey.SWEEP_MESSAGE] = (f"The run {run.shown} was not started, nor the ones after "
+                                                       f"it: {error}.")
             break
-        started.append((run.shown, handle))
-    st.session_state[TrainKey.SWEEP] = PageSweep(label, started)
+        sweep.runs.append((run.shown, handle))
 
 
 def stop_sweep() -> None:
@@ -434,7 +440,7 @@ def sweep_view() -> None:
                      "loss now": history.train_loss[-1] if history.train_loss else None,
                      "held-out MSE": history.val_mse[-1] if history.val_mse else None,
                      "samples/s": round(history.samples_per_s) if history.samples_per_s else None,
-                     "note": snap.error or snap.stop_message or handle.notice or ""})
+                     "note": snap.error or snap.stop_message or handle.notice or handle.store_problem or ""})
         batch = handle.train_config.batch_size
         series.append(compare_figures.LossSeries(shown, [(step + 1) * batch for step in range(len(history.train_loss))],
                                                  history.train_loss, model_index=index))
@@ -443,8 +449,26 @@ def sweep_view() -> None:
     st.dataframe(rows, hide_index=True, width="stretch")
     ui.chart(compare_figures.loss_curves(series), key="sweep-loss")
     if not going:
-        st.caption("Every run of the sweep has ended and is kept at this address: open **Compare** and choose them "
-                   "to see the score against the value.")
+        unsaved = [shown for shown, handle in handles if handle.store_problem or handle.run_id is None]
+        st.caption("Every run of the sweep has ended"
+                   + (f"; {', '.join(unsaved)} could not be saved at this address (see the note), and joined this "
+                      f"session's model choice instead" if unsaved else " and is kept at this address")
+                   + ". **Compare** opens on it: each run's score against the value.")
+
+
+def collect_unsaved_sweep_runs() -> None:
+    """A sweep's runs are kept by the run store; one whose writes failed joins this session's models instead, once
+    it has ended, so that no trained model is lost."""
+    sweep: PageSweep | None = st.session_state.get(TrainKey.SWEEP)
+    if sweep is None:
+        return
+    for shown, handle in sweep.runs:
+        unsaved = handle.store_problem is not None or handle.run_id is None
+        if unsaved and not handle.alive and shown not in sweep.collected:
+            sweep.collected.add(shown)
+            ckpt = handle.final_checkpoint()
+            if ckpt is not None:
+                ui.add_session_model(f"Sweep run {sweep.label} {shown}", ckpt)
 
 
 def pause_or_resume() -> None:
@@ -461,14 +485,17 @@ def stop() -> None:
 
 def reset() -> None:
     runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
+    running = [handle for handle in [runner, *(handle for _, handle in sweep_handles())] if handle is not None]
+    for handle in running:
+        handle.stop()
+    for handle in running:
+        handle.join(30)
     if runner is not None:
-        runner.stop()
-        runner.join(30)
         ui.collect_finished_run()  # a run stopped a moment ago may not be in the model choice yet: keep its model
+    collect_unsaved_sweep_runs()
     st.session_state.pop(SharedKey.RUNNER, None)
     st.session_state[SharedKey.RUN_SAVED] = None
-    if not any(handle.alive for _, handle in sweep_handles()):
-        st.session_state.pop(TrainKey.SWEEP, None)
+    st.session_state.pop(TrainKey.SWEEP, None)
 
 
 def runs(count: int) -> str:
@@ -478,7 +505,7 @@ def runs(count: int) -> str:
 
 def server_line() -> None:
     load = ui.run_engine().engine.load()
-    st.caption(f"{load.trainer} trains {runs(load.places)} at once: {load.training} training now, {load.waiting} "
+    st.caption(f"{load.trained_by} trains {runs(load.places)} at once: {load.training} training now, {load.waiting} "
                f"waiting. Pause gives your place to the next run waiting (your progress stays); Resume queues "
                f"again. A run whose browser tab has been closed for {ORPHAN_SECONDS:.0f} s stops by itself.")
 
@@ -487,7 +514,7 @@ def progress(snap: RunSnapshot, runner: RunHandle) -> None:
     notice = runner.notice
     if snap.state is RunState.WAITING and notice is None:
         load = ui.run_engine().engine.load()
-        st.info(f"Waiting: {runs(snap.runs_ahead)} ahead of yours. {load.trainer} trains {runs(load.places)} at "
+        st.info(f"Waiting: {runs(snap.runs_ahead)} ahead of yours. {load.trained_by} trains {runs(load.places)} at "
                 f"once ({load.training} training now, {load.waiting} waiting); yours starts by itself when a place "
                 f"frees.")
     elif notice is not None:
@@ -564,7 +591,7 @@ def results() -> None:
     pca.metric(f"PCA with {ckpt.model_config.code_size} components",
                "not fitted" if pca_score is None else f"{pca_score:.4f}",
                help="Fitted on the same training digits, scored on the same held-out digits (not fitted when "
-                    "the run's training digits were freed because its tab went away, or stayed on the cluster).")
+                    "the run's training digits were freed because its tab went away).")
     download.download_button("Download checkpoint", checkpoint.to_bytes(ckpt), file_name=f"{ckpt.model_type}-run.pt",
                              mime="application/octet-stream", key=TrainKey.DOWNLOAD)
     samples, wall = ckpt.history.get("samples", 0), ckpt.metrics.get("wall_seconds") or 0
@@ -583,6 +610,7 @@ runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
 # Decided once, before the sidebar collects ended runs: a run that ends between the two is then still seen
 # by the live fragment, which redraws the page when it notices the end.
 busy = session_busy()
+collect_unsaved_sweep_runs()
 run_busy = runner is not None and runner.alive
 take_address(busy)
 address = link.encode(*chosen_configs())
@@ -599,7 +627,8 @@ buttons[0].button("Start", key=TrainKey.START, disabled=busy, on_click=start, ty
 buttons[1].button("Pause/Resume", key=TrainKey.PAUSE, disabled=not run_busy, on_click=pause_or_resume)
 buttons[2].button("Stop", key=TrainKey.STOP, disabled=not run_busy, on_click=stop)
 buttons[3].button("Reset", key=TrainKey.RESET, disabled=runner is None and not sweep_handles(), on_click=reset,
-                  help="Clear this run from the page (a running one stops); its model stays in the model choice.")
+                  help="Clear the run and the sweep from the page (those still going stop); their models stay in the "
+                       "model choice.")
 message = st.session_state.pop(TrainKey.MESSAGE, None)
 if message:
     st.error(message)

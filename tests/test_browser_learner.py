@@ -61,16 +61,20 @@ def test_a_click_on_the_code_planes_empty_space_decodes_that_point(app_server):
         page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(el =>
             String(el.layout?.title?.text || '').includes('The codes of') && el._fullLayout?.xaxis?._length)""",
                                timeout=120_000)
-        # Near the plot's top-right corner: the view's padding, where no digit's code lies.
-        where = page.evaluate("""() => {
-            const el = [...document.querySelectorAll('.js-plotly-plot')].find(e =>
-                String(e.layout?.title?.text || '').includes('The codes of'));
-            const {xaxis, yaxis} = el._fullLayout, box = el.getBoundingClientRect();
-            return {x: box.left + xaxis._offset + xaxis._length - 4, y: box.top + yaxis._offset + 4,
-                    code: [xaxis.p2l(xaxis._length - 4), yaxis.p2l(4)]}; }""")
         # A click selects what plotly's hover found under the pointer: the page's run must have ended (its end
         # re-renders the chart, which drops the hover) and the hover's label must show before the click.
         wait_until_idle(page)
+        # Near the plot's top-right corner: the view's padding, where no digit's code lies. The chart is scrolled
+        # into view first: the click on the button below the map scrolled the page, and the plane's chart that
+        # replaced the map may start above the window's top edge, where the pointer cannot hover.
+        where = page.evaluate("""() => {
+            const el = [...document.querySelectorAll('.js-plotly-plot')].find(e =>
+                String(e.layout?.title?.text || '').includes('The codes of'));
+            el.scrollIntoView({block: 'center', behavior: 'instant'});
+            const {xaxis, yaxis} = el._fullLayout, box = el.getBoundingClientRect();
+            return {x: box.left + xaxis._offset + xaxis._length - 4, y: box.top + yaxis._offset + 4,
+                    code: [xaxis.p2l(xaxis._length - 4), yaxis.p2l(4)]}; }""")
+        assert 0 <= where["y"] < page.viewport_size["height"] and 0 <= where["x"] < page.viewport_size["width"], where
         page.mouse.move(where["x"], where["y"])
         page.wait_for_function("() => [...document.querySelectorAll('.hoverlayer .hovertext')].some(el =>"
                                " el.textContent.includes('decode'))", timeout=30_000)

@@ -1,12 +1,12 @@
 """End to end in Chromium, on the shared server: a link sets the Train page up for short runs, "Sweep one setting"
-starts a run per typed code size, the page shows them all going, then ended, and each run's model is offered in the
-sidebar's model choice."""
+starts a run per typed code size, the page shows them all (a line and a loss curve each) until they have ended, and
+each run's model is offered in the sidebar's model choice."""
 
 import re
 
 from tests.browser import button, choose, chromium, screenshot, wait_for_plot
 
-SWEEP_TABLE = """() => [...document.querySelectorAll('[data-testid="stHeading"]')].map(h => h.innerText)"""
+HEADINGS = """() => [...document.querySelectorAll('[data-testid="stHeading"]')].map(h => h.innerText)"""
 
 
 def test_a_code_size_sweep_started_in_the_browser_shows_every_run_and_keeps_them(app_server):
@@ -23,10 +23,10 @@ def test_a_code_size_sweep_started_in_the_browser_shows_every_run_and_keeps_them
         page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stTextInputField]')].some(el =>"
                                " el.value === '2, 4, 8')")
         button(page, "Start sweep").click()
-        page.wait_for_function(f"() => ({SWEEP_TABLE})().some(text => text.startsWith('Sweep: 3 runs'))",
+        page.wait_for_function(f"() => ({HEADINGS})().some(text => text.startsWith('Sweep: 3 runs'))",
                                timeout=60_000)
         wait_for_plot(page, "Training loss against digits seen")
-        page.wait_for_function(f"() => ({SWEEP_TABLE})().includes('Sweep: 3 runs, ended')", timeout=180_000)
+        page.wait_for_function(f"() => ({HEADINGS})().includes('Sweep: 3 runs, ended')", timeout=180_000)
         wait_for_plot(page, "Training loss against digits seen")
         traces = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].find(el =>
             String(el.layout?.title?.text || '').startsWith('Training loss against')).data.map(t => t.name)""")

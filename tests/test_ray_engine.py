@@ -525,3 +525,28 @@ def test_the_code_space_makes_a_t_sne_map_by_a_task_on_the_cluster(driver, sampl
     rerun_until(at, lambda: any(caption.value.startswith("t-SNE of the codes (openTSNE), made in")
                                 for caption in at.caption), 240, "the t-SNE map was made")
     assert calls == [500]  # the sample's 500 held-out digits, mapped on the cluster
+
+
+def test_following_a_run_again_after_a_reload_takes_it_from_the_gone_page_and_pause_keeps_it_paused(engine, store):
+    """One follower at a time: the handle of a page that has gone lets go when a new page follows the run (so the
+    new page's Pause is not read as a lost worker), and a page still open keeps its run."""
+    workspace = new_workspace_id()
+    first_page_open = [True]
+    first = engine.start(ModelConfig(), long_run(20), workspace=workspace, owner_alive=lambda: first_page_open[0])
+    wait_until(lambda: first.snapshot().step >= 3, 120, "the run took steps")
+    with pytest.raises(LookupError, match="shown in another open tab"):
+        engine.attach(workspace, first.run_id, owner_alive=lambda: True)
+    assert first.alive
+
+    first_page_open[0] = False  # a reload: the first page's session is gone, its handle still follows
+    second = engine.attach(workspace, first.run_id, owner_alive=lambda: True)
+    assert not first.alive and second.alive  # the gone page let go, leaving the run as it was
+    wait_until(lambda: second.state is RunState.RUNNING and second.snapshot().step > first.snapshot().step, 120,
+               "the new page follows the run")
+    second.pause()
+    wait_until(lambda: "went back to the cluster" in (second.notice or ""), 60, "the run parked")
+    record = store.get_run(workspace, first.run_id)
+    assert record.state == "paused" and record.end_reason is None  # not "worker lost"
+    second.stop()
+    second.join(120)
+    assert store.get_run(workspace, first.run_id).end_reason is EndReason.USER

@@ -123,8 +123,10 @@ def test_the_compare_pages_default_is_the_newest_sweep_when_the_newest_run_is_on
         return SimpleNamespace(name=name)
 
     older = record("sweep 10:00: code_size=2")
-    first, second = record("sweep 11:00: seed=1"), record("sweep 11:00: seed=2")
-    assert compare.newest_sweep([second, first, older]) == [first, second]  # its runs only, oldest first
+    first, second = record("sweep 11:00: seed=10"), record("sweep 11:00: seed=2")
+    assert compare.newest_sweep([first, second, older]) == [second, first]  # its runs only, by value (2 < 10)
+    types = [record("s: model_type=vae"), record("s: model_type=cae")]
+    assert compare.newest_sweep(types) == types[::-1]  # not numbers: oldest first
     assert compare.newest_sweep([record("by hand"), second, first]) == []  # the newest run is no sweep's
     assert compare.newest_sweep([record("alone: seed=3"), second]) == []  # a sweep of one is none
     assert compare.newest_sweep([]) == []

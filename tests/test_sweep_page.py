@@ -1,6 +1,7 @@
 """The Train page's "Sweep one setting" under AppTest, on the embedded engine: a run per value through the server's
-queue, all shown going at once, kept at the address, drawn by the Compare page as a sweep; a bad value starts nothing;
-Stop sweep stops every run and each keeps its model. (On a Ray cluster: tests/test_ray_engine.py.)"""
+queue (two places for three runs), all shown, kept at the address, and the Compare page opens on the sweep's chart;
+a bad value starts nothing; Stop sweep, or Reset, stops every run and each keeps its model. (On a Ray cluster:
+tests/test_ray_engine.py.)"""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def test_a_code_size_sweep_trains_a_run_a_value_shows_them_all_and_the_compare_p
     assert not compare_page.exception, compare_page.exception
     titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in compare_page.get("plotly_chart")]
     assert "Held-out MSE against code_size" in titles
-    assert compare_page.multiselect(key="c_chosen").value == [compare.run_label(record) for record in records[::-1]]
+    by_size = {record.model_config["code_size"]: compare.run_label(record) for record in records}
+    assert compare_page.multiselect(key="c_chosen").value == [by_size[2], by_size[4], by_size[8]]
 
 
 def test_a_bad_value_says_which_and_starts_nothing():
@@ -116,3 +118,19 @@ def test_stop_sweep_stops_every_run_and_each_keeps_its_model():
     assert len(records) == 2
     assert all(record.end_reason is EndReason.USER and record.checkpoints for record in records)
     assert set(at.dataframe[0].value["state"]) == {"stopped"}
+
+
+def test_reset_during_a_sweep_stops_its_runs_keeps_their_models_and_clears_the_page():
+    at = train_page(t_epochs=50)
+    workspace = at.query_params[ui.WORKSPACE_PARAM]
+    start_sweep(at, "Random seed", "1, 2")
+    handles = sweep_runs(at)
+    until(at, lambda: all(handle.snapshot().step > 2 for handle in handles), seconds=120)
+    assert not at.button(key="t_reset").disabled
+    at.button(key="t_reset").click().run()
+    assert not any(handle.alive for handle in handles)  # Reset waited for them
+    assert "t_sweep" not in at.session_state and not at.button(key="t_start").disabled
+    with RunStore() as store:
+        records = store.list_runs(workspace)
+    assert len(records) == 2 and all(record.end_reason is EndReason.USER and record.checkpoints
+                                     for record in records)

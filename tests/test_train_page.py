@@ -498,5 +498,6 @@ def test_a_cluster_that_does_not_answer_is_said_plainly_and_runs_train_on_this_s
         at.button(key="t_start").click().run()
         wait_for(at, lambda a: runner(a).trainer.step_count > 0)  # an embedded run: a thread of this process
     finally:
-        runner(at).stop()
-        runner(at).join(30)
+        if "runner" in at.session_state:
+            runner(at).stop()
+            runner(at).join(30)

@@ -129,7 +129,7 @@ class EngineLoad:
     places: int  # runs that can train at once: the queue's places, or the cluster's CPUs
     training: int  # places in use now
     waiting: int  # runs of this server waiting for a place or a worker
-    trainer: str = "This server"  # what trains the runs, as a sentence's subject
+    trained_by: str = "This server"  # what trains the runs, as a sentence's subject
 
 
 class RunEngine(Protocol):

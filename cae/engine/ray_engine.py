@@ -377,6 +377,7 @@ class RayRun:
         self._submitted_here = submitted_here  # this handle asked for the actor: a death before any answer is a
         # failure to start, not a lost worker
         self._answered = False
+        self._released = False  # let go: another handle follows the run now
         self._have_filters = -1
         self._have_previews = -1
         self._outstanding: Any | None = None
@@ -499,8 +500,22 @@ class RayRun:
 
     # The follower thread -----------------------------------------------------------------------------------------
 
+    def owner_present(self) -> bool:
+        """Whether the page that holds this handle is there now."""
+        return self._owner_alive is None or bool(self._owner_alive())
+
+    def let_go(self) -> None:
+        """Stop following the run, leaving it as it is (another handle follows it now)."""
+        self._released = True
+        self._final = self.snapshot()
+        self._outstanding = None
+        self._actor = None  # never killed from here: the run goes on
+        self._phase = Phase.ENDED
+        self._ended.set()
+        self._wake.set()
+
     def _follow(self) -> None:
-        while self._phase is not Phase.ENDED:
+        while self._phase is not Phase.ENDED and not self._released:
             began = time.monotonic()
             try:
                 self._turn()
@@ -659,9 +674,15 @@ class RayRun:
 
     def _actor_died(self, error: RayActorError) -> None:
         """The actor is gone and this handle did not kill it: the store says whether its run ended first."""
+        if self._released:
+            return
         record = self._record()
         if record is not None and not record.live:  # it ended, and its actor exited before the last poll
             self._end_from_record(record)
+            return
+        if record is not None and record.state == "paused" and not self._pause_requested:
+            self._notice = "Another page paused this run, and its worker went back to the cluster."
+            self.let_go()  # that page holds the paused run; this one must not call it lost
             return
         cause = str(error).splitlines()[0]
         if self._submitted_here and not self._answered:
@@ -718,6 +739,8 @@ class RayRun:
 
     def _end_in_store(self, reason: EndReason, message: str) -> None:
         """End the run in the store, unless it has ended there already (its actor got there first)."""
+        if self._released:
+            return
         record = self._record()
         if record is None or not record.live:
             return
@@ -833,6 +856,13 @@ class RayEngine:
 
     def attach(self, workspace: str, run_id: str, *, owner_alive: Callable[[], bool] | None = None) -> RayRun:
         record = self.store.get_run(workspace, run_id)  # RunNotFound for a run of another workspace
+        # Two followers of one run would each act on it (a Pause by one reads to the other as a lost worker): a
+        # handle of this process whose page has gone (a reload) lets go; one whose page is open keeps it.
+        for other in [handle for handle in list(self._handles) if handle.run_id == run_id and handle.alive]:
+            if other.owner_present():
+                raise LookupError(f"run {record.name!r} is shown in another open tab of this address: follow it "
+                                  f"there")
+            other.let_go()
         try:
             actor = ray.get_actor(actor_name(run_id), namespace=NAMESPACE)
         except ValueError:
@@ -842,16 +872,24 @@ class RayEngine:
                                    submitted_here=False))
 
     def live_runs(self, workspace: str) -> list[str]:
-        named = {entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
-                 if entry["namespace"] == NAMESPACE}
+        try:
+            named = {entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
+                     if entry["namespace"] == NAMESPACE}
+        except Exception:  # the cluster gone after the start (Ray raises several kinds): nothing to follow now
+            return []
         return [record.id for record in self.store.list_runs(workspace)
                 if record.live and actor_name(record.id) in named]
 
     def load(self) -> EngineLoad:
-        places = int(ray.cluster_resources().get("CPU", 0))
-        free = int(ray.available_resources().get("CPU", 0))
         waiting = sum(1 for handle in list(self._handles) if handle.state is RunState.WAITING)
-        return EngineLoad(places=places, training=max(0, places - free), waiting=waiting, trainer="The Ray cluster")
+        try:
+            places = int(ray.cluster_resources().get("CPU", 0))
+            free = int(ray.available_resources().get("CPU", 0))
+        except Exception as error:  # the cluster gone after the start: said in the page's server line
+            return EngineLoad(places=0, training=0, waiting=waiting,
+                              trained_by=f"The Ray cluster (not answering: {type(error).__name__})")
+        return EngineLoad(places=places, training=max(0, places - free), waiting=waiting,
+                          trained_by="The Ray cluster")
 
     def _trainer_for(self, record: RunRecord) -> Trainer:
         """The run as its actor took it up: at its newest resumable checkpoint, else from its settings."""

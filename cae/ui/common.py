@@ -399,10 +399,15 @@ def collect_finished_run() -> None:
     if runner is None or runner.alive or runner.state in (RunState.READY, RunState.FAILED) \
             or st.session_state.get(SharedKey.RUN_SAVED):
         return
-    ckpt = runner.final_checkpoint()  # with its score when the run went to its end (its last check of every digit)
+    try:
+        ckpt = runner.final_checkpoint()  # with its score when the run went to its end (its last check of every digit)
+    except StoreError as error:  # a cluster's run comes back through the store: tried again on the next page
+        st.session_state[SharedKey.WORKSPACE_MESSAGE] = (f"The model of the run that ended cannot be fetched yet: "
+                                                         f"{error}.")
+        return
     if ckpt is None:
         return  # stopped before the first step: nothing was learned
-    # None once a run whose tab went away has freed its data (or on a cluster); its model is kept all the same
+    # None once a run whose tab went away has freed its data; its model is kept all the same
     train_images = runner.training_digits()
     train_images = None if train_images is None else train_images.cpu()
     data = shared_data()

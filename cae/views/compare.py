@@ -70,8 +70,9 @@ SWEEP_NAME = ": "  # a sweep's runs are named "PREFIX: setting=value" (the Train
 
 
 def newest_sweep(records: list[RunRecord]) -> list[RunRecord]:
-    """The runs of the newest sweep, oldest first (the order of its values), when the newest run (records come newest
-    first) is one of a sweep's two or more; else []."""
+    """The runs of the newest sweep when the newest run (records come newest first) is one of a sweep's two or more,
+    else []: in the order of their values when those are numbers, else oldest first (the runs of a sweep start at
+    once, so the order they were created in is not the order of their values)."""
     def sweep_prefix(record: RunRecord) -> str | None:
         prefix, separator, value = record.name.rpartition(SWEEP_NAME)
         return prefix if separator and "=" in value else None
@@ -79,8 +80,15 @@ def newest_sweep(records: list[RunRecord]) -> list[RunRecord]:
     newest = sweep_prefix(records[0]) if records else None
     if newest is None:
         return []
-    members = [record for record in records if sweep_prefix(record) == newest]
-    return members[::-1] if len(members) >= 2 else []
+    members = [record for record in records if sweep_prefix(record) == newest][::-1]
+    if len(members) < 2:
+        return []
+    values = [record.name.rpartition("=")[2] for record in members]
+    try:
+        numbers = [float(value) for value in values]
+    except ValueError:
+        return members
+    return [record for _, record in sorted(zip(numbers, members), key=lambda pair: pair[0])]
 
 
 def term_names(curves: list[Curve]) -> list[str]:

@@ -1,9 +1,13 @@
 """CAE Explorer: the entry point and home page. Draw, pick or upload a digit and watch the autoencoder rebuild it.
 
-Run with `streamlit run app.py`. This script is the app's router: every visit runs it first, so the heavy imports
-below happen here, once, before any page script (two visitors' page scripts importing the same heavy package at the
-same moment deadlocked on a cold start; see cae/ui/appenv.py). The home page is `home()` below; the other pages
-live in pages/.
+Run with `streamlit run app.py`. This script is the app's router: every visit runs it first (as `__main__`), so the
+heavy imports below happen here before any page script (two visitors' page scripts importing the same heavy package
+at the same moment deadlocked on a cold start; see cae/ui/appenv.py). The home page is `home()` below; the other
+pages live in pages/.
+
+The file also defines the server (`app`, an st.App, at its end): `streamlit run` finds it and imports this file once
+as the server starts, before it takes a connection, so the imports and the shared caches (`warm_caches`) are ready
+when the first visitor arrives instead of making that visitor wait seconds for them.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import cae.ui.appenv  # noqa: F401  (first: settles torch's threads, then loads 
 
 # isort: split
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from enum import StrEnum
 
 import numpy as np
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from cae.engine import preprocess
 from cae.models.contract import Prior
@@ -88,6 +94,10 @@ def draw_and_reconstruct(chosen: ui.ChosenModel, noise: Noise | None, prior: Pri
     drawn digit lives in here, the traversal of a type with a prior included (below the fragment it kept showing
     the digit drawn before).
     """
+    # Imported here, in a visitor's run: the canvas registers itself as a component when imported, which it can
+    # only do inside a script run (this file is also imported once when the server starts: see its end).
+    from streamlit_drawable_canvas import st_canvas
+
     model = chosen.model
     left, right = st.columns([2, 3])
     with left:
@@ -264,13 +274,28 @@ def home() -> None:
         prior_samples(chosen, prior)
 
 
-st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")
-navigation = st.navigation([
-    st.Page(home, title="Draw and reconstruct", icon=":material/draw:", default=True),
-    st.Page("pages/1_Train.py", title="Train a model", icon=":material/model_training:", url_path="Train"),
-    st.Page("pages/2_How_it_works.py", title="How it works", icon=":material/account_tree:", url_path="How_it_works"),
-    st.Page("pages/3_Code_space.py", title="The code space", icon=":material/scatter_plot:", url_path="Code_space"),
-    st.Page("pages/4_Compare.py", title="Compare runs", icon=":material/compare_arrows:", url_path="Compare"),
-])
-with ui.routed():
-    navigation.run()
+@contextlib.asynccontextmanager
+async def warm_caches(_app) -> AsyncIterator[None]:
+    """The server's start: fill the shared caches (in a thread: loading them takes a second of CPU)."""
+    await asyncio.to_thread(ui.warm_up)
+    yield
+
+
+if __name__ == "__main__":  # a visitor's run of this script: Streamlit runs it as __main__
+    st.set_page_config(page_title="CAE Explorer", page_icon="✏️", layout="wide")
+    navigation = st.navigation([
+        st.Page(home, title="Draw and reconstruct", icon=":material/draw:", default=True),
+        st.Page("pages/1_Train.py", title="Train a model", icon=":material/model_training:", url_path="Train"),
+        st.Page("pages/2_How_it_works.py", title="How it works", icon=":material/account_tree:",
+                url_path="How_it_works"),
+        st.Page("pages/3_Code_space.py", title="The code space", icon=":material/scatter_plot:",
+                url_path="Code_space"),
+        st.Page("pages/4_Compare.py", title="Compare runs", icon=":material/compare_arrows:", url_path="Compare"),
+    ])
+    with ui.routed():
+        navigation.run()
+else:
+    # `streamlit run app.py` finds this app and imports this file once to serve it, before it takes a connection:
+    # the heavy imports above then happen at the server's start, and the shared caches are filled then too
+    # (warm_caches), not in the first visitor's wait.
+    app = st.App(__file__, lifespan=warm_caches)

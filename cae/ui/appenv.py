@@ -7,8 +7,8 @@
 2. Every heavy module the pages use is imported here, at module level. Streamlit runs each visitor's script in a
    thread of its own; on a cold server two of them importing the same heavy package at once (torchvision, when the
    pages used it) failed with "partially initialized module" or `_DeadlockError`. Python holds a module's import
-   lock until the module has run, so the first visitor's thread imports everything below while every other visitor
-   waits for this module as a whole.
+   lock until the module has run, so one thread imports everything below while every other waits for this module
+   as a whole. That thread is the server's own, as it starts (app.py's st.App), before any visitor's.
 3. torchvision is not among them, and nothing the pages import may import it: it takes seconds to import (it
    brings in torch's compiler, torch._dynamo), all of it on a server's first visit. The app reads MNIST's files
    with numpy (cae.engine.data) and tiles its digit grids itself (cae.views.figures.base); only the download

@@ -7,6 +7,7 @@ trains or uploads lives in that session's state.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -82,6 +83,22 @@ def shared_data() -> MnistData:
     """The digits, loaded once per process and shared read-only by every session; loaded again when the data
     folder changes (full MNIST imported while the server runs), so nobody has to restart the server for it."""
     return _data_for(source_signature())
+
+
+def warm_up() -> None:
+    """Load what every first page needs (the digits, the default model, the run store) into the shared caches, so
+    that the server's first visitor does not wait for it: app.py calls this once as the server starts."""
+    # Outside a visitor's run each cached call's spinner warns "missing ScriptRunContext": expected here, so not
+    # written to the server's log.
+    context_log = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
+    level = context_log.level
+    context_log.setLevel(logging.ERROR)
+    try:
+        shared_data()
+        pretrained_model()
+        run_store()
+    finally:
+        context_log.setLevel(level)
 
 
 @st.cache_resource(show_spinner="Loading MNIST ...", max_entries=2)

@@ -23,3 +23,15 @@ def test_the_server_has_loaded_torch_before_its_first_visitor(mnist_dir):
         log = server.log.read_text()
     assert "libtorch_cpu" in libraries
     assert "Traceback" not in log and "missing ScriptRunContext" not in log  # a quiet start
+
+
+def test_the_warm_up_routes_every_page_through_app_py_from_the_first_visit(monkeypatch):
+    """Without it, a direct link's first run on a cold server ran the page file alone (the pages-folder mode), then
+    again through the router (ui._through_the_router): the first visitor of /Train waited for two runs."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    from cae.ui import common as ui
+
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", None)  # a cold server: the mode not decided yet
+    ui.warm_up()
+    assert PagesManager.uses_pages_directory is False

@@ -87,7 +87,10 @@ def shared_data() -> MnistData:
 
 def warm_up() -> None:
     """Load what every first page needs (the digits, the default model, the run store) into the shared caches, so
-    that the server's first visitor does not wait for it: app.py calls this once as the server starts."""
+    that the server's first visitor does not wait for it: app.py calls this once as the server starts. And route
+    every page through app.py's navigation from the first visit on (see _through_the_router: a direct link's first
+    run on a cold server would otherwise run the page alone, then again through the router)."""
+    PagesManager.uses_pages_directory = False
     # Outside a visitor's run each cached call's spinner warns "missing ScriptRunContext": expected here, so not
     # written to the server's log.
     context_log = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")

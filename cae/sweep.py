@@ -33,6 +33,7 @@ from cae.engine.train_config import TrainConfig
 from cae.engine.trainer import StopReason, Trainer
 from cae.models.config import ConfigError
 from cae.train import CONFIG_CLASSES, add_training_options, configs_from, recorder_for, store_failure, train_and_save
+from cae.views.train_sweep import run_name
 
 MODEL_TYPE = "model_type"
 TRUE_WORDS = ("true", "yes", "on", "1")
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for value, model_config, train_config in runs:
         try:
-            recorder = recorder_for(args.workspace, f"{prefix}: {name}={value}")
+            recorder = recorder_for(args.workspace, run_name(prefix, name, value))
         except (WorkspaceIdError, StoreError) as error:
             return store_failure(error)
         trainer = Trainer(model_config, train_config, data)
@@ -149,7 +150,7 @@ def sweep_on_cluster(name: str, runs: list[tuple[str, Any, TrainConfig]], data: 
     waiting: dict[str, RunHandle] = {}
     for value, model_config, train_config in runs:
         waiting[value] = chosen.engine.start(model_config, train_config, workspace=chosen_workspace,
-                                             name=f"{prefix}: {name}={value}")
+                                             name=run_name(prefix, name, value))
     print(f"{len(runs)} runs submitted to the Ray cluster at {os.environ[RAY_ADDRESS_VARIABLE].strip()}",
           file=sys.stderr)
     try:

@@ -251,12 +251,17 @@ def start() -> None:
     model_config, train_config = chosen_configs()
     name = f"{type_of(model_config).name.upper()}, code {model_config.code_size}, {time.strftime('%Y-%m-%d %H:%M')}"
     try:
-        handle = ui.run_engine().engine.start(model_config, train_config, workspace=ui.workspace(), name=name,
-                                              owner_alive=ui.session_alive_check())
+        handle = start_run(model_config, train_config, name)
     except (ConfigError, StoreError, ValueError) as error:
         st.session_state[TrainKey.MESSAGE] = f"Not started: {error}"
         return
     show_run(handle)
+
+
+def start_run(model_config, train_config, name: str) -> RunHandle:
+    """A new run of this session, through the server's engine, kept at this address."""
+    return ui.run_engine().engine.start(model_config, train_config, workspace=ui.workspace(), name=name,
+                                        owner_alive=ui.session_alive_check())
 
 
 def show_run(handle: RunHandle) -> None:
@@ -293,8 +298,13 @@ def follow(run_id: str) -> None:
 
 def session_busy() -> bool:
     """A run or a sweep of this session is going: the settings stay as they are and nothing else starts."""
-    handle: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
-    return (handle is not None and handle.alive) or any(run.alive for _, run in sweep_handles())
+    return any(handle.alive for handle in session_handles())
+
+
+def session_handles() -> list[RunHandle]:
+    """This session's runs: the page's run, if any, and its sweep's."""
+    runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
+    return ([] if runner is None else [runner]) + [handle for _, handle in sweep_handles()]
 
 
 @dataclass(frozen=True)
@@ -342,8 +352,7 @@ def live_elsewhere(busy: bool) -> None:
     the session that started them."""
     engine = ui.run_engine().engine
     store = ui.run_store().store
-    shown = {handle.run_id for handle in [st.session_state.get(SharedKey.RUNNER), *(run for _, run in sweep_handles())]
-             if handle is not None}
+    shown = {handle.run_id for handle in session_handles()}
     try:
         elsewhere = [run_id for run_id in engine.live_runs(ui.workspace()) if run_id not in shown]
         records = [store.get_run(ui.workspace(), run_id) for run_id in elsewhere]
@@ -362,7 +371,7 @@ def live_elsewhere(busy: bool) -> None:
 def sweep_section(busy: bool) -> None:
     """Sweep one setting: one run per value, the other settings as the sidebar has them."""
     kind = chosen_type()
-    settings = {item.label: item for item in train_sweep.sweep_settings(kind)}
+    settings = train_sweep.sweep_settings(kind)
     store_problem = ui.run_store().problem
     with st.expander("Sweep one setting", expanded=bool(sweep_handles())):
         st.caption("Each value becomes a run, with every other setting as in the sidebar; they train side by side "
@@ -395,7 +404,7 @@ def start_sweep(label: str) -> None:
     if session_busy():
         return
     kind = chosen_type()
-    swept = {item.label: item for item in train_sweep.sweep_settings(kind)}.get(label)
+    swept = train_sweep.sweep_settings(kind).get(label)
     if swept is None:  # the type changed between the drawing and the click: the setting is not one of its own
         st.session_state[TrainKey.SWEEP_MESSAGE] = f"Not started: {kind.title} has no setting {label!r}."
         return
@@ -407,13 +416,11 @@ def start_sweep(label: str) -> None:
     except (ConfigError, ValueError) as error:
         st.session_state[TrainKey.SWEEP_MESSAGE] = f"Not started: {error}."
         return
-    engine = ui.run_engine().engine
     sweep = PageSweep(label, [])
     st.session_state[TrainKey.SWEEP] = sweep  # first: a run started before a later one fails is kept and shown
     for run in runs:
         try:
-            handle = engine.start(run.model_config, run.train_config, workspace=ui.workspace(), name=run.name,
-                                  owner_alive=ui.session_alive_check())
+            handle = start_run(run.model_config, run.train_config, run.name)
         except Exception as error:  # a cluster's own errors too: the runs started so far go on, and say so
             st.session_state[TrainKey.SWEEP_MESSAGE] = (f"The run {run.shown} was not started, nor the ones after "
                                                        f"it: {error}.")
@@ -485,7 +492,7 @@ def stop() -> None:
 
 def reset() -> None:
     runner: RunHandle | None = st.session_state.get(SharedKey.RUNNER)
-    running = [handle for handle in [runner, *(handle for _, handle in sweep_handles())] if handle is not None]
+    running = session_handles()
     for handle in running:
         handle.stop()
     for handle in running:
@@ -626,7 +633,7 @@ buttons = st.columns(4)
 buttons[0].button("Start", key=TrainKey.START, disabled=busy, on_click=start, type="primary")
 buttons[1].button("Pause/Resume", key=TrainKey.PAUSE, disabled=not run_busy, on_click=pause_or_resume)
 buttons[2].button("Stop", key=TrainKey.STOP, disabled=not run_busy, on_click=stop)
-buttons[3].button("Reset", key=TrainKey.RESET, disabled=runner is None and not sweep_handles(), on_click=reset,
+buttons[3].button("Reset", key=TrainKey.RESET, disabled=not session_handles(), on_click=reset,
                   help="Clear the run and the sweep from the page (those still going stop); their models stay in the "
                        "model choice.")
 message = st.session_state.pop(TrainKey.MESSAGE, None)

@@ -36,6 +36,7 @@ from cae.engine.store import EndReason, RunStore, new_workspace_id
 from cae.engine.train_config import TrainConfig
 from cae.engine.trainer import RunState, StopReason
 from cae.models.autoencoder import ModelConfig
+from tests.apptest import until
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -299,13 +300,19 @@ print(json.dumps({"live": live, "state": seen.state.value, "step": seen.step,
 """
 
 
-def test_a_new_driver_finds_a_run_by_its_id_and_follows_it(driver, sample_dir, store):
-    workspace = new_workspace_id()
+def start_and_leave(driver, sample_dir: str, workspace: str) -> dict:
+    """A first app server (a driver process) starts a run in the workspace and dies; the run's id and step then."""
     env = {**os.environ, "CAE_DATA_DIR": sample_dir}
     first = subprocess.run([sys.executable, "-c", START_AND_LEAVE, driver.address, workspace], env=env, cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
-    started = json.loads(first.stdout.splitlines()[-1])
+    return json.loads(first.stdout.splitlines()[-1])
+
+
+def test_a_new_driver_finds_a_run_by_its_id_and_follows_it(driver, sample_dir, store):
+    workspace = new_workspace_id()
+    env = {**os.environ, "CAE_DATA_DIR": sample_dir}
+    started = start_and_leave(driver, sample_dir, workspace)
     assert started["step"] >= 3
     assert actor_exists(started["run_id"])  # its driver is gone; the detached actor is not
 
@@ -433,16 +440,6 @@ def ray_train_page(address: str, sample_dir: str, monkeypatch, *, workspace: str
     return at
 
 
-def rerun_until(at, condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"after {seconds:.0f} s: {what}")
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
-
-
 def test_a_sweep_from_the_train_page_trains_its_three_runs_on_the_cluster(driver, sample_dir, store, monkeypatch):
     from cae.engine.ray_engine import RayRun
     from cae.ui import common as ui
@@ -457,7 +454,7 @@ def test_a_sweep_from_the_train_page_trains_its_three_runs_on_the_cluster(driver
     handles = [handle for _, handle in at.session_state["t_sweep"].runs]
     assert len(handles) == 3 and all(isinstance(handle, RayRun) for handle in handles)
     assert [str(value) for value in at.dataframe[0].value["Code size"]] == ["2", "4", "8"]
-    rerun_until(at, lambda: not any(handle.alive for handle in handles), 300, "the sweep's three runs ended")
+    until(at, lambda: not any(handle.alive for handle in handles), seconds=300)  # the sweep's three runs ended
     at.run()
     assert list(at.dataframe[0].value["state"]) == ["finished"] * 3
     assert len({handle.worker.node for handle in handles}) == 2  # both nodes trained the sweep's runs
@@ -474,11 +471,7 @@ def test_after_an_app_restart_the_train_page_follows_a_run_that_went_on_on_the_c
     from cae.ui import common as ui
 
     workspace = new_workspace_id()
-    env = {**os.environ, "CAE_DATA_DIR": sample_dir}
-    first = subprocess.run([sys.executable, "-c", START_AND_LEAVE, driver.address, workspace], env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
-    started = json.loads(first.stdout.splitlines()[-1])
+    started = start_and_leave(driver, sample_dir, workspace)
 
     at = ray_train_page(driver.address, sample_dir, monkeypatch, workspace=workspace)
     assert [expander.label for expander in at.expander if expander.label.startswith("Runs of this address training")] \
@@ -486,12 +479,11 @@ def test_after_an_app_restart_the_train_page_follows_a_run_that_went_on_on_the_c
     at.button(key=f"t_follow-{started['run_id']}").click().run()
     handle = at.session_state[ui.SharedKey.RUNNER]
     assert handle.run_id == started["run_id"]
-    rerun_until(at, lambda: handle.state is RunState.RUNNING and handle.snapshot().step > started["step"], 120,
-                "the followed run trains on")
+    until(at, lambda: handle.state is RunState.RUNNING and handle.snapshot().step > started["step"], seconds=120)
     assert len(handle.snapshot().history.train_loss) == handle.snapshot().step  # its whole curve
     assert at.button(key="t_start").disabled and not at.button(key="t_stop").disabled
     at.button(key="t_stop").click().run()
-    rerun_until(at, lambda: not handle.alive, 120, "the followed run stopped")
+    until(at, lambda: not handle.alive, seconds=120)
     at.run()
     assert any(option.startswith("Run 1: CAE, code") for option in at.selectbox(key="model_select").options)
     assert store.get_run(workspace, started["run_id"]).end_reason is EndReason.USER
@@ -522,8 +514,8 @@ def test_the_code_space_makes_a_t_sne_map_by_a_task_on_the_cluster(driver, sampl
     at.run()
     at.switch_page("pages/3_Code_space.py").run()
     at.radio(key="cs_method").set_value("t-SNE").run()
-    rerun_until(at, lambda: any(caption.value.startswith("t-SNE of the codes (openTSNE), made in")
-                                for caption in at.caption), 240, "the t-SNE map was made")
+    until(at, lambda: any(caption.value.startswith("t-SNE of the codes (openTSNE), made in")
+                          for caption in at.caption), seconds=240)
     assert calls == [500]  # the sample's 500 held-out digits, mapped on the cluster
 
 

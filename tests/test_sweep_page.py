@@ -104,12 +104,18 @@ def test_a_bad_value_says_which_and_starts_nothing():
         assert store.list_runs(workspace) == []
 
 
-def test_stop_sweep_stops_every_run_and_each_keeps_its_model():
+def seed_sweep_under_way() -> tuple[AppTest, str, list]:
+    """A page whose sweep of two long runs has taken steps: the page, its workspace and the runs' handles."""
     at = train_page(t_epochs=50)
     workspace = at.query_params[ui.WORKSPACE_PARAM]
     start_sweep(at, "Random seed", "1, 2")
     handles = sweep_runs(at)
     until(at, lambda: all(handle.snapshot().step > 2 for handle in handles), seconds=120)
+    return at, workspace, handles
+
+
+def test_stop_sweep_stops_every_run_and_each_keeps_its_model():
+    at, workspace, handles = seed_sweep_under_way()
     at.button(key="t_sweep_stop").click().run()
     until(at, lambda: not any(handle.alive for handle in handles), seconds=60)
     at.run()
@@ -121,11 +127,7 @@ def test_stop_sweep_stops_every_run_and_each_keeps_its_model():
 
 
 def test_reset_during_a_sweep_stops_its_runs_keeps_their_models_and_clears_the_page():
-    at = train_page(t_epochs=50)
-    workspace = at.query_params[ui.WORKSPACE_PARAM]
-    start_sweep(at, "Random seed", "1, 2")
-    handles = sweep_runs(at)
-    until(at, lambda: all(handle.snapshot().step > 2 for handle in handles), seconds=120)
+    at, workspace, handles = seed_sweep_under_way()
     assert not at.button(key="t_reset").disabled
     at.button(key="t_reset").click().run()
     assert not any(handle.alive for handle in handles)  # Reset waited for them

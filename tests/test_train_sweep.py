@@ -22,12 +22,12 @@ def page_configs(kind):
 
 
 def setting(label: str, kind=DEFAULT_TYPE) -> train_sweep.SweepSetting:
-    return {item.label: item for item in train_sweep.sweep_settings(kind)}[label]
+    return train_sweep.sweep_settings(kind)[label]
 
 
 @pytest.mark.parametrize("kind", list(MODEL_TYPES.values()), ids=list(MODEL_TYPES))
 def test_every_type_offers_the_model_type_its_own_knobs_and_the_trainers_settings(kind):
-    labels = [item.label for item in train_sweep.sweep_settings(kind)]
+    labels = list(train_sweep.sweep_settings(kind))
     assert labels[0] == "Model type"
     assert {knob.label for knob in kind.config_class.KNOBS} <= set(labels)
     assert {"Code size", "Dropout", "Tied weights", "Learning rate", "Batch size"} <= set(labels)
@@ -38,7 +38,7 @@ def test_every_type_offers_the_model_type_its_own_knobs_and_the_trainers_setting
 def test_each_settings_suggested_values_make_a_valid_sweep_of_the_page_defaults(kind):
     """Whatever a learner picks, pressing Start sweep at once starts runs the configs accept."""
     model_config, train_config = page_configs(kind)
-    for swept in train_sweep.sweep_settings(kind):
+    for swept in train_sweep.sweep_settings(kind).values():
         values = swept.suggested(train_sweep.current_value(swept, kind, model_config, train_config))
         assert len(values) >= 2, swept.label
         if not swept.listed:  # typed: the suggestions read back as the same values

@@ -36,7 +36,6 @@ from cae.engine.engine import (
     RAY_ADDRESS_VARIABLE,
     RESUMABLE_KINDS,
     ChosenEngine,
-    EmbeddedEngine,
     RunHandle,
     engine_from_environment,
 )
@@ -137,11 +136,9 @@ PREVIEW_SECONDS = 3.0
 def run_engine() -> ChosenEngine:
     """What trains this server's runs (cae.engine.engine): a Ray cluster when CAE_RAY_ADDRESS names one that can be
     used, else threads of this process in the server's queue; `problem` says why a configured cluster is not used."""
-    access = run_store()
     address = os.environ.get(RAY_ADDRESS_VARIABLE, "").strip()
-    if not address:  # made per call: it only holds the shared data, store and queue
-        return ChosenEngine(EmbeddedEngine(shared_data, store=access.store, queue=run_queue(),
-                                           preview_digits=PREVIEW_DIGITS, preview_seconds=PREVIEW_SECONDS), None)
+    if not address:  # made per call: the embedded engine only holds the shared data, store and queue
+        return _chosen_engine()
     return _cluster_engine(address, str(runs_dir()), os.environ.get("CAE_RUNS_DB") or "")
 
 
@@ -149,6 +146,10 @@ def run_engine() -> ChosenEngine:
 def _cluster_engine(address: str, root: str, url: str) -> ChosenEngine:
     """One connection to the cluster per process, store and address, shared by every session (each run's handle is
     the session's own)."""
+    return _chosen_engine()
+
+
+def _chosen_engine() -> ChosenEngine:
     return engine_from_environment(shared_data, store=run_store().store, queue=run_queue(),
                                    preview_digits=PREVIEW_DIGITS, preview_seconds=PREVIEW_SECONDS)
 

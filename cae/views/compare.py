@@ -25,6 +25,7 @@ from cae.engine.metrics import (
 )
 from cae.engine.recording import COMPARISON_SCORES
 from cae.engine.store import RunRecord, samples_by_step
+from cae.views import train_sweep
 
 MSE_COLUMN = "Held-out MSE"
 PSNR_COLUMN = "PSNR at sigma 0.5 (dB)"
@@ -66,29 +67,26 @@ def run_label(record: RunRecord) -> str:
     return f"{record.name} ({record.status}) [{record.id[:6]}]"
 
 
-SWEEP_NAME = ": "  # a sweep's runs are named "PREFIX: setting=value" (the Train page's sweeps and cae.sweep's)
-
-
 def newest_sweep(records: list[RunRecord]) -> list[RunRecord]:
     """The runs of the newest sweep when the newest run (records come newest first) is one of a sweep's two or more,
     else []: in the order of their values when those are numbers, else oldest first (the runs of a sweep start at
     once, so the order they were created in is not the order of their values)."""
-    def sweep_prefix(record: RunRecord) -> str | None:
-        prefix, separator, value = record.name.rpartition(SWEEP_NAME)
-        return prefix if separator and "=" in value else None
-
-    newest = sweep_prefix(records[0]) if records else None
+    newest = train_sweep.name_parts(records[0].name) if records else None
     if newest is None:
         return []
-    members = [record for record in records if sweep_prefix(record) == newest][::-1]
+    members: list[tuple[str, RunRecord]] = []  # (value, run), oldest first
+    for record in reversed(records):
+        parts = train_sweep.name_parts(record.name)
+        if parts is not None and parts[0] == newest[0]:
+            members.append((parts[2], record))
     if len(members) < 2:
         return []
-    values = [record.name.rpartition("=")[2] for record in members]
     try:
-        numbers = [float(value) for value in values]
+        numbers = [float(value) for value, _ in members]
     except ValueError:
-        return members
-    return [record for _, record in sorted(zip(numbers, members), key=lambda pair: pair[0])]
+        return [record for _, record in members]
+    by_number = sorted(zip(numbers, members), key=lambda pair: pair[0])
+    return [record for _, (_, record) in by_number]
 
 
 def term_names(curves: list[Curve]) -> list[str]:

@@ -21,6 +21,7 @@ MOST_RUNS = 8  # runs in one sweep: each takes a place (a core) of the server or
 SUGGESTED = {link.CODE.field: (2, 4, 8, 16, 32), link.DROPOUT.field: (0.0, 0.25, 0.5), link.EPOCHS.field: (1, 2, 4),
              link.SEED.field: (0, 1, 2)}
 MODEL_TYPE = "model type"  # the sweep of the model type itself (not a config field)
+NAME_SEPARATOR = ": "  # a sweep's run is named "PREFIX: setting=value", here, by cae.sweep, and read by Compare
 
 # Makes a type's configs from the page's settings: its shared settings as the page shows them, its own knobs as
 # the page keeps them.
@@ -109,11 +110,26 @@ def spread_around(choices: list[Any], current: Any) -> list[Any]:
     return [choices[middle - 2], choices[middle], choices[middle + 2]]
 
 
-def sweep_settings(kind: ModelType) -> list[SweepSetting]:
-    """What a sweep can vary for a page set to this type: the model type, then the page's settings in its order."""
+def sweep_settings(kind: ModelType) -> dict[str, SweepSetting]:
+    """What a sweep can vary for a page set to this type, by label: the model type, then the page's settings in its
+    order."""
     chosen = [SweepSetting("Model type", None)]
     chosen += [SweepSetting(setting.label, setting) for setting in link.type_settings(kind) + link.train_settings(kind)]
-    return chosen
+    return {item.label: item for item in chosen}
+
+
+def run_name(prefix: str, setting: str, value: str) -> str:
+    """The name of a sweep's run in the run store."""
+    return f"{prefix}{NAME_SEPARATOR}{setting}={value}"
+
+
+def name_parts(name: str) -> tuple[str, str, str] | None:
+    """(prefix, setting, value) of a sweep's run name (run_name), or None for a name that is not one."""
+    prefix, separator, assignment = name.rpartition(NAME_SEPARATOR)
+    setting, equals, value = assignment.partition("=")
+    if not separator or not equals:
+        return None
+    return prefix, setting, value
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,7 @@ def sweep_runs(swept: SweepSetting, values: Sequence[Any], kind: ModelType, conf
         except ConfigError as error:
             raise ConfigError(f"{link.lower(swept.label)} {swept.name_of(value)} does not go with the other "
                               f"settings: {error}") from None
-        runs.append(SweepRun(swept.name_of(value), f"{prefix}: {swept.field}={swept.written(value)}", model_config,
+        runs.append(SweepRun(swept.name_of(value), run_name(prefix, swept.field, swept.written(value)), model_config,
                              train_config))
     return runs
 
